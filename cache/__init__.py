@@ -1,0 +1,1 @@
+"""The cached-inference stage and its file format."""

@@ -1,0 +1,7 @@
+"""``python -m defocus_forensics`` runs the ``defocus`` command."""
+
+import sys
+
+from defocus_forensics.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of ``defocus``: one module each (see :mod:`defocus_forensics.cli`)."""
