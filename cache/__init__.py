@@ -1,1 +1,50 @@
-"""The cached-inference stage and its file format."""
+"""The cached-inference stage and its file format.
+
+Reading (``open_cache``) and writing (``CacheWriter``) need numpy only, so a
+cache can be analysed without torch. The torch side (explainers, the
+extraction job) lives in :mod:`cache.explainers` and :mod:`cache.extract`,
+imported on demand.
+
+Examples
+--------
+>>> from cache import open_cache                       # doctest: +SKIP
+>>> c = open_cache("runs/demo/cache")                  # doctest: +SKIP
+>>> c.groups, c.fields, c.n_samples("real")            # doctest: +SKIP
+>>> maps = c.load("defocus", group="real")             # (N, S, S) float16
+>>> for shard in c.iter_shards("real"): ...            # one shard in memory at a time
+"""
+
+from cache.errors import (
+    CacheCorruptError,
+    CacheError,
+    CacheFormatError,
+    CacheMismatchError,
+    PickledArrayError,
+)
+from cache.schema import FIELDS, FORMAT_VERSION, REQUIRED_FIELDS, FieldSpec
+from cache.store import (
+    Cache,
+    CacheWriter,
+    VerifyReport,
+    config_differences,
+    merge_caches,
+    open_cache,
+)
+
+__all__ = [
+    "Cache",
+    "CacheCorruptError",
+    "CacheError",
+    "CacheFormatError",
+    "CacheMismatchError",
+    "CacheWriter",
+    "FIELDS",
+    "FORMAT_VERSION",
+    "FieldSpec",
+    "PickledArrayError",
+    "REQUIRED_FIELDS",
+    "VerifyReport",
+    "config_differences",
+    "merge_caches",
+    "open_cache",
+]

@@ -1,0 +1,437 @@
+"""Two-dimensional embeddings of penultimate features: t-SNE, PCA, UMAP, with quality scores.
+
+``embed(features, method="tsne")`` uses openTSNE by default with a schedule
+tuned for speed at no loss of quality: features are first reduced to 50
+principal components (the neighbour search then runs on 50 dimensions
+instead of hundreds or thousands), the initialisation is the (rescaled) PCA
+of the data, neighbours are exact on those 50 dimensions, and the
+optimisation runs 100 early-exaggeration iterations and 250 normal ones with
+FFT-accelerated gradients and ``learning_rate = N / exaggeration`` (Belkina
+et al. 2019) instead of scikit-learn's 250 + 750 Barnes-Hut iterations. The
+embedding's spread, and with it the FFT grid, grows with the iterations, so
+the late iterations are the expensive ones. See ``benchmarks/analysis_bench.py``
+for the measured speed-up over scikit-learn's TSNE at equal trustworthiness.
+``backend="sklearn"`` runs :class:`sklearn.manifold.TSNE`
+instead. Quality is reported by :func:`trustworthiness` (the fraction of
+embedding neighbours that are true neighbours, penalised by rank; computed in
+row chunks so 10,000+ points fit in memory) and silhouette scores by label
+and by group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from analysis._validation import check_choice, check_positive_int
+
+__all__ = [
+    "EmbeddingAnalysis",
+    "embed",
+    "embedding_from_cache",
+    "perplexity_sweep",
+    "plot_embedding_sweep",
+    "silhouette",
+    "trustworthiness",
+]
+
+_METHODS = ("tsne", "pca", "umap")
+_BACKENDS = ("opentsne", "sklearn")
+
+
+def _as_features(features) -> np.ndarray:
+    x = np.asarray(features)
+    if x.ndim != 2:
+        raise ValueError(f"features must have shape (n_samples, n_features), got {x.shape}")
+    if x.shape[0] < 3:
+        raise ValueError(f"need at least 3 samples to embed, got {x.shape[0]}")
+    x = x.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(x)):
+        raise ValueError("features hold non-finite values")
+    return x
+
+
+def _pca(x: np.ndarray, n_components: int, seed: int) -> np.ndarray:
+    from sklearn.decomposition import PCA
+
+    k = min(n_components, x.shape[0], x.shape[1])
+    solver = "randomized" if min(x.shape) > 2 * k else "full"
+    return PCA(n_components=k, svd_solver=solver, random_state=seed).fit_transform(x)
+
+
+def embed(
+    features,
+    method: str = "tsne",
+    perplexity: float = 30,
+    seed: int = 0,
+    backend: str = "opentsne",
+    pca_components: int | None = 50,
+    n_jobs: int = 1,
+    n_iter: int = 250,
+    early_exaggeration_iter: int = 100,
+) -> np.ndarray:
+    """Embed features in two dimensions.
+
+    Parameters
+    ----------
+    features : ndarray of shape (n_samples, n_features)
+        E.g. penultimate pooled features of the defocus model.
+    method : {"tsne", "pca", "umap"}
+        ``"umap"`` needs the ``umap-learn`` package (raises ImportError naming it).
+    perplexity : float
+        t-SNE perplexity (ignored by PCA); must be below ``n_samples``.
+    seed : int
+        Seed of every random choice.
+    backend : {"opentsne", "sklearn"}
+        t-SNE implementation.
+    pca_components : int or None
+        Reduce to this many principal components before t-SNE/UMAP (None: no
+        reduction). Applies to both backends.
+    n_jobs : int
+        Threads for the neighbour search and gradients (openTSNE).
+    n_iter, early_exaggeration_iter : int
+        openTSNE schedule (normal and early-exaggeration iterations).
+
+    Returns
+    -------
+    ndarray of float64, shape (n_samples, 2)
+    """
+    check_choice(method, _METHODS, "method")
+    check_choice(backend, _BACKENDS, "backend")
+    x = _as_features(features)
+    n = x.shape[0]
+    if method == "pca":
+        out = _pca(x, 2, seed)
+        if out.shape[1] < 2:
+            out = np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
+        return out.astype(np.float64)
+    if not 0 < perplexity < n:
+        raise ValueError(f"perplexity must be in (0, n_samples={n}), got {perplexity}")
+    if pca_components is not None:
+        check_positive_int(pca_components, "pca_components", minimum=2)
+        if x.shape[1] > pca_components:
+            x = _pca(x, pca_components, seed).astype(np.float32)
+    if method == "umap":
+        try:
+            import umap
+        except ImportError as err:  # pragma: no cover - depends on the environment
+            raise ImportError("method='umap' needs the umap-learn package") from err
+        reducer = umap.UMAP(n_neighbors=max(2, int(perplexity)), random_state=seed)
+        return np.asarray(reducer.fit_transform(x), dtype=np.float64)
+    if backend == "sklearn":
+        from sklearn.manifold import TSNE
+
+        return np.asarray(
+            TSNE(
+                n_components=2, perplexity=perplexity, random_state=seed, init="pca"
+            ).fit_transform(x),
+            dtype=np.float64,
+        )
+    import openTSNE
+
+    check_positive_int(n_iter, "n_iter")
+    check_positive_int(early_exaggeration_iter, "early_exaggeration_iter", minimum=0)
+    tsne = openTSNE.TSNE(
+        n_components=2,
+        perplexity=perplexity,
+        learning_rate="auto",
+        early_exaggeration_iter=early_exaggeration_iter,
+        n_iter=n_iter,
+        initialization="pca",
+        negative_gradient_method="fft" if n > 2000 else "bh",
+        # exact neighbours are cheaper than Annoy's index on <= 50 PCA dimensions
+        neighbors="exact" if (x.shape[1] <= 64 and n <= 20000) else "annoy",
+        n_jobs=n_jobs,
+        random_state=seed,
+        verbose=False,
+    )
+    return np.asarray(tsne.fit(x), dtype=np.float64)
+
+
+def trustworthiness(features, embedding, n_neighbors: int = 5, chunk: int = 512) -> float:
+    """Trustworthiness of an embedding (Venna & Kaski 2006), as scikit-learn defines it.
+
+    ``T = 1 - 2 / (n k (2n - 3k - 1)) * sum_i sum_{j in U_k(i)} (r(i, j) - k)``
+    with ``U_k(i)`` the embedding's k nearest neighbours of ``i`` that are not
+    among its k nearest in feature space and ``r(i, j)`` the rank of ``j``
+    among ``i``'s feature-space neighbours. Computed in chunks of rows, so
+    memory is ``O(chunk * n)`` instead of scikit-learn's ``O(n**2)``.
+
+    Parameters
+    ----------
+    features : ndarray of shape (n_samples, n_features)
+    embedding : ndarray of shape (n_samples, n_components)
+    n_neighbors : int
+        ``k``; must be below ``n_samples / 2``.
+    chunk : int
+        Rows per block.
+
+    Returns
+    -------
+    float
+        In [0, 1]; 1 = every embedding neighbour is a true neighbour.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    y = np.asarray(embedding, dtype=np.float64)
+    n = x.shape[0]
+    if y.shape[0] != n:
+        raise ValueError(f"features and embedding disagree on n_samples: {n} vs {y.shape[0]}")
+    k = check_positive_int(n_neighbors, "n_neighbors")
+    if k >= n / 2:
+        raise ValueError(f"n_neighbors must be < n_samples / 2 = {n / 2}, got {k}")
+    sq_x = np.einsum("ij,ij->i", x, x)
+    sq_y = np.einsum("ij,ij->i", y, y)
+    total = 0.0
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        rows = np.arange(start, stop)
+        dx = sq_x[rows, None] - 2.0 * x[rows] @ x.T + sq_x[None, :]
+        dy = sq_y[rows, None] - 2.0 * y[rows] @ y.T + sq_y[None, :]
+        dx[np.arange(rows.size), rows] = np.inf  # exclude the point itself
+        dy[np.arange(rows.size), rows] = np.inf
+        # rank (1-based) of every j in i's feature-space ordering
+        order = np.argsort(dx, axis=1, kind="stable")
+        ranks = np.empty_like(order)
+        np.put_along_axis(ranks, order, np.arange(1, n + 1)[None, :], axis=1)
+        nn_y = np.argpartition(dy, k, axis=1)[:, :k]
+        r = np.take_along_axis(ranks, nn_y, axis=1) - k
+        total += float(np.sum(r[r > 0]))
+    return float(1.0 - total * (2.0 / (n * k * (2.0 * n - 3.0 * k - 1.0))))
+
+
+def silhouette(embedding, labels, seed: int = 0, sample_size: int | None = 5000) -> float:
+    """Silhouette score of ``labels`` in the embedding (NaN with fewer than 2 labels).
+
+    Parameters
+    ----------
+    embedding : ndarray of shape (n_samples, 2)
+    labels : ndarray of shape (n_samples,)
+    seed : int
+        Seed of the subsample.
+    sample_size : int or None
+        Subsample size above which the score is estimated on a seeded subsample.
+    """
+    from sklearn.metrics import silhouette_score
+
+    labels = np.asarray(labels)
+    if len(np.unique(labels)) < 2 or len(np.unique(labels)) >= len(labels):
+        return float("nan")
+    size = sample_size if sample_size is not None and len(labels) > sample_size else None
+    return float(silhouette_score(embedding, labels, sample_size=size, random_state=seed))
+
+
+def perplexity_sweep(
+    features,
+    perplexities: Sequence[float] = (5, 10, 20, 40),
+    seed: int = 42,
+    **kwargs,
+) -> dict[float, np.ndarray]:
+    """t-SNE embeddings at several perplexities, ``{perplexity: ndarray of shape (n, 2)}``."""
+    return {p: embed(features, "tsne", perplexity=p, seed=seed, **kwargs) for p in perplexities}
+
+
+# --------------------------------------------------------------------------- over a cache
+
+
+@dataclass
+class EmbeddingAnalysis:
+    """Embeddings of cached features.
+
+    Attributes
+    ----------
+    coords : pandas.DataFrame
+        ``group, id, label, perplexity, x, y`` (perplexity NaN for PCA/UMAP).
+    metrics : pandas.DataFrame
+        Per perplexity: ``trustworthiness`` (k = 5), ``silhouette_label`` and
+        ``silhouette_group``, ``n``, ``seconds``.
+    field : str
+        The feature field embedded.
+    method : str
+    unavailable : dict of str to str
+    """
+
+    coords: pd.DataFrame
+    metrics: pd.DataFrame
+    field: str
+    method: str
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+
+def embedding_from_cache(
+    cache,
+    field: str = "features_defocus",
+    method: str = "tsne",
+    perplexities: Sequence[float] = (5, 10, 20, 40),
+    n_per_class: int = 1000,
+    groups: Sequence[str] | None = None,
+    seed: int = 42,
+    backend: str = "opentsne",
+    n_jobs: int = 1,
+) -> EmbeddingAnalysis:
+    """Embed a seeded sample of cached features (the paper: 1000 real + 1000 fake, seed 42).
+
+    Parameters
+    ----------
+    cache : cache reader
+        From :func:`cache.open_cache`.
+    field : str
+        ``"features_defocus"`` or ``"features_rgb"``.
+    method : {"tsne", "pca", "umap"}
+    perplexities : sequence of float
+        t-SNE perplexity sweep; values needing more samples than available
+        (``3 * perplexity >= n``) are skipped and listed as unavailable.
+    n_per_class : int
+        Reals and fakes drawn (each without replacement, seeded; all when fewer).
+    groups : sequence of str, optional
+        Groups to include (default: all).
+    seed : int
+    backend : {"opentsne", "sklearn"}
+    n_jobs : int
+
+    Returns
+    -------
+    EmbeddingAnalysis
+    """
+    import time
+
+    from analysis.pairing import iter_group
+
+    check_choice(method, _METHODS, "method")
+    empty = pd.DataFrame(columns=["group", "id", "label", "perplexity", "x", "y"])
+    if field not in cache.fields:
+        return EmbeddingAnalysis(
+            empty, pd.DataFrame(), field, method, {"embedding": f"the cache has no {field!r} field"}
+        )
+    parts = []
+    for g in cache.groups:
+        if groups is not None and g not in groups:
+            continue
+        for shard in iter_group(cache, g, ("id", "label", field)):
+            parts.append(shard)
+    ids = np.concatenate([p["id"] for p in parts])
+    labels = np.concatenate([p["label"] for p in parts]).astype(int)
+    feats = np.concatenate([p[field] for p in parts])
+    grp = np.concatenate(
+        [np.full(len(p["id"]), g) for p, g in zip(parts, _groups_of(cache, groups), strict=False)]
+    )
+    rng = np.random.default_rng(seed)
+    keep = []
+    for lab in (0, 1):
+        idx = np.flatnonzero(labels == lab)
+        if idx.size > n_per_class:
+            idx = np.sort(rng.choice(idx, n_per_class, replace=False))
+        keep.append(idx)
+    keep = np.concatenate(keep)
+    x, ids, labels, grp = feats[keep], ids[keep], labels[keep], grp[keep]
+    unavailable: dict[str, str] = {}
+    if len(x) < 4:
+        return EmbeddingAnalysis(
+            empty, pd.DataFrame(), field, method, {"embedding": f"only {len(x)} samples"}
+        )
+    settings = list(perplexities) if method == "tsne" else [float("nan")]
+    coords, metrics = [], []
+    k = min(5, max(1, (len(x) - 1) // 2 - 1))
+    for p in settings:
+        if method == "tsne" and 3 * p >= len(x) - 1:
+            unavailable[f"perplexity={p:g}"] = (
+                f"needs more than {int(3 * p) + 1} samples, got {len(x)}"
+            )
+            continue
+        t0 = time.perf_counter()
+        y = embed(
+            x,
+            method,
+            perplexity=p if method == "tsne" else 30,
+            seed=seed,
+            backend=backend,
+            n_jobs=n_jobs,
+        )
+        secs = time.perf_counter() - t0
+        coords.append(
+            pd.DataFrame(
+                {
+                    "group": grp,
+                    "id": ids,
+                    "label": labels,
+                    "perplexity": p,
+                    "x": y[:, 0],
+                    "y": y[:, 1],
+                }
+            )
+        )
+        metrics.append(
+            {
+                "perplexity": p,
+                "n": len(x),
+                "trustworthiness": trustworthiness(x, y, n_neighbors=k),
+                "silhouette_label": silhouette(y, labels, seed),
+                "silhouette_group": silhouette(y, grp, seed),
+                "seconds": secs,
+            }
+        )
+    return EmbeddingAnalysis(
+        pd.concat(coords, ignore_index=True) if coords else empty,
+        pd.DataFrame(metrics),
+        field,
+        method,
+        unavailable,
+    )
+
+
+def _groups_of(cache, groups):
+    """Group name of every shard :func:`embedding_from_cache` read, in order."""
+    out = []
+    for g in cache.groups:
+        if groups is not None and g not in groups:
+            continue
+        out.extend([g] * sum(1 for e in cache.shards if e["group"] == g))
+    return out
+
+
+def plot_embedding_sweep(analysis: EmbeddingAnalysis, point_size: float = 4.0):
+    """Scatter of the embedding coloured by group, one panel per perplexity.
+
+    Reals are circles, fakes crosses; each panel's title gives trustworthiness
+    and the silhouette by label.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from analysis.style import figure, group_colors, publication_style, unavailable_figure
+
+    if analysis.coords.empty:
+        reason = "; ".join(f"{k}: {v}" for k, v in analysis.unavailable.items()) or "no samples"
+        return unavailable_figure(reason, "embedding")
+    df = analysis.coords
+    settings = list(dict.fromkeys(df["perplexity"].tolist()))
+    colors = group_colors(["real", *df["group"].unique()])
+    metrics = analysis.metrics.set_index("perplexity") if not analysis.metrics.empty else None
+    with publication_style():
+        fig = figure(3.0 * len(settings) + 1.2, 3.2)
+        axes = fig.subplots(1, len(settings), squeeze=False)[0]
+        for ax, p in zip(axes, settings, strict=False):
+            sub = df[df["perplexity"].isna()] if p != p else df[df["perplexity"] == p]
+            for g, gs in sub.groupby("group", sort=False):
+                ax.scatter(
+                    gs["x"],
+                    gs["y"],
+                    s=point_size,
+                    color=colors[g],
+                    label=g,
+                    lw=0.3,
+                    marker="o" if gs["label"].iloc[0] == 0 else "x",
+                    alpha=0.8,
+                )
+            title = analysis.method.upper() if p != p else f"perplexity {p:g}"
+            if metrics is not None:
+                row = metrics.loc[p] if p == p else metrics.iloc[0]
+                title += f"\nT={row['trustworthiness']:.3f}, sil={row['silhouette_label']:.2f}"
+            ax.set_title(title, fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[-1].legend(fontsize=7, markerscale=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return fig

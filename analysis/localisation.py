@@ -1,0 +1,618 @@
+"""Localisation of attributions against a reference region, and a deletion faithfulness curve.
+
+Beyond the paper. Given a reference region (the ground-truth manipulation
+mask when the cache holds one, else the binary defocus mask
+``|fake - real| > T`` of :mod:`analysis.masks`), three standard scores ask
+whether ``|attribution|`` concentrates in it (Arras et al., "CLEVR-XAI", 2022;
+Zhang et al., "Top-down neural attention by excitation backprop", 2018):
+
+- relevance mass accuracy: share of the total ``|attr|`` inside the region;
+- relevance rank accuracy: with ``K`` the region's pixel count, share of the
+  ``K`` highest-``|attr|`` pixels that lie inside it;
+- pointing game: 1 when the pixel of largest ``|attr|`` lies in the region.
+
+Each is NaN for an empty region (nothing to point at), never 0 or 1 by fiat.
+For the RGB model, ``|attr|`` is summed over channels (as in
+:mod:`analysis.alignment`).
+
+The deletion curve (:func:`deletion_curve`) removes pixels in decreasing
+``|attr|`` order and records the model's evidence for its decision. Its
+removal operator is NOT blur: blurring a region adds exactly the cue a
+defocus detector reads (a smoother, more defocused region), so a blur-based
+curve would measure the model's response to injected defocus rather than to
+lost information. Removed pixels are set to a constant instead (the sample's
+mean by default, or zero). A deletion curve needs the model evaluated on every
+perturbed input; a cache holds one logit per sample (of the intact input), so
+:func:`deletion_from_cache` computes curves only when given a ``predict``
+callable (e.g. a numpy wrapper of the cached model, built by the caller:
+``analysis`` never imports torch) and otherwise reports them as unavailable;
+when both are there, it checks the callable against the cached logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from analysis._validation import check_choice
+
+__all__ = [
+    "DeletionResult",
+    "LocalisationAnalysis",
+    "deletion_curve",
+    "deletion_from_cache",
+    "localisation_from_cache",
+    "localisation_scores",
+    "plot_deletion_curves",
+    "plot_localisation_bars",
+    "pointing_game",
+    "relevance_mass_accuracy",
+    "relevance_rank_accuracy",
+]
+
+
+def _prepare(attribution, region) -> tuple[np.ndarray, np.ndarray, bool]:
+    region = np.asarray(region).astype(bool)
+    a = np.abs(np.asarray(attribution, dtype=np.float64))
+    if a.ndim == region.ndim + 1:
+        a = a.sum(axis=-3)
+    if a.shape != region.shape:
+        raise ValueError(
+            f"attribution {np.shape(attribution)} does not match region {region.shape} "
+            "(one extra channel axis is allowed)"
+        )
+    single = region.ndim == 2
+    if single:
+        a, region = a[None], region[None]
+    if region.ndim != 3:
+        raise ValueError(f"region must have shape (N, H, W) or (H, W), got {region.shape}")
+    n = region.shape[0]
+    return a.reshape(n, -1), region.reshape(n, -1), single
+
+
+def _out(values: np.ndarray, single: bool):
+    return float(values[0]) if single else values
+
+
+def relevance_mass_accuracy(attribution, region):
+    """Share of total ``|attr|`` inside ``region``, per sample.
+
+    Parameters
+    ----------
+    attribution : ndarray of shape (N, H, W) or (N, C, H, W)
+    region : ndarray of bool, shape (N, H, W)
+
+    Returns
+    -------
+    ndarray of float64, shape (N,)
+        In [0, 1]; NaN for an empty region or an all-zero attribution.
+    """
+    a, r, single = _prepare(attribution, region)
+    inside = np.where(r, a, 0.0).sum(axis=1)
+    total = a.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where((r.sum(axis=1) > 0) & (total > 0), inside / total, np.nan)
+    return _out(out, single)
+
+
+def relevance_rank_accuracy(attribution, region):
+    """Share of the ``K`` highest-``|attr|`` pixels inside ``region`` (``K`` = region size).
+
+    Ties at the K-th value are broken by pixel order (a stable sort), so the
+    score is deterministic.
+
+    Returns
+    -------
+    ndarray of float64, shape (N,)
+        In [0, 1]; NaN for an empty region.
+    """
+    a, r, single = _prepare(attribution, region)
+    out = np.full(a.shape[0], np.nan)
+    for i in range(a.shape[0]):
+        k = int(r[i].sum())
+        if k == 0:
+            continue
+        top = np.argsort(-a[i], kind="stable")[:k]
+        out[i] = r[i][top].mean()
+    return _out(out, single)
+
+
+def pointing_game(attribution, region):
+    """1.0 when the pixel of largest ``|attr|`` (first in pixel order on ties) is in ``region``.
+
+    Returns
+    -------
+    ndarray of float64, shape (N,)
+        1.0 (hit), 0.0 (miss), NaN for an empty region.
+    """
+    a, r, single = _prepare(attribution, region)
+    top = np.argmax(a, axis=1)
+    hit = r[np.arange(a.shape[0]), top].astype(np.float64)
+    out = np.where(r.sum(axis=1) > 0, hit, np.nan)
+    return _out(out, single)
+
+
+def localisation_scores(attribution, region) -> dict[str, np.ndarray]:
+    """All three scores, ``{"mass", "rank", "pointing"}``, arrays of shape (N,)."""
+    return {
+        "mass": relevance_mass_accuracy(attribution, region),
+        "rank": relevance_rank_accuracy(attribution, region),
+        "pointing": pointing_game(attribution, region),
+    }
+
+
+@dataclass(frozen=True)
+class DeletionResult:
+    """Deletion curves: evidence for the decision as the top-``|attr|`` pixels are removed.
+
+    Attributes
+    ----------
+    fractions : ndarray of shape (K,)
+        Fraction of pixels removed at each step.
+    curves : ndarray of shape (N, K)
+        Evidence at each step, ``s = logit`` for fakes and ``-logit`` for reals
+        (so every curve starts at the evidence for the true class).
+    random_curves : ndarray of shape (N, K)
+        The same with pixels removed in a seeded random order (the baseline).
+    auc, random_auc : ndarray of shape (N,)
+        Trapezoid area under each curve over ``fractions`` (lower = the
+        attribution found the evidence faster).
+    fill : str
+        Removal operator (``"mean"`` or ``"zero"``).
+    """
+
+    fractions: np.ndarray
+    curves: np.ndarray
+    random_curves: np.ndarray
+    auc: np.ndarray
+    random_auc: np.ndarray
+    fill: str
+
+
+def _removal_orders(weights: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    n, p = weights.shape
+    by_attr = np.argsort(-weights, axis=1, kind="stable")
+    rand = np.argsort(rng.random((n, p)), axis=1)
+    return by_attr, rand
+
+
+def deletion_curve(
+    predict: Callable[[np.ndarray], np.ndarray],
+    inputs,
+    attribution,
+    labels=None,
+    fractions: Sequence[float] = tuple(np.linspace(0.0, 1.0, 11)),
+    fill: str = "mean",
+    seed: int = 0,
+    batch_size: int = 32,
+) -> DeletionResult:
+    """Remove pixels by decreasing ``|attr|`` and record the model's evidence (deletion curve).
+
+    The removal operator sets a removed pixel (all its channels) to a constant
+    (``fill="mean"``: the sample's mean per channel; ``"zero"``: 0). It is
+    deliberately not blur: blurring injects the very cue a defocus detector
+    reads, so a blur-based curve would confound lost evidence with added
+    defocus.
+
+    Parameters
+    ----------
+    predict : callable
+        ``predict(x) -> logits`` with ``x`` an ndarray shaped like a batch of
+        ``inputs`` (float32) and logits of shape (B,) or (B, 1); fake > 0.
+    inputs : ndarray of shape (N, H, W) or (N, C, H, W)
+        The model's inputs (defocus maps, or images).
+    attribution : ndarray of shape (N, H, W) or (N, C, H, W)
+        ``|attr|`` (summed over channels when present) ranks the pixels.
+    labels : ndarray of shape (N,), optional
+        0 real, 1 fake; evidence is ``logit`` for fakes and ``-logit`` for
+        reals (default: every sample a fake).
+    fractions : sequence of float
+        Removed fractions in [0, 1], increasing.
+    fill : {"mean", "zero"}
+    seed : int
+        Seed of the random-order baseline.
+    batch_size : int
+        Inputs per ``predict`` call.
+
+    Returns
+    -------
+    DeletionResult
+    """
+    check_choice(fill, ("mean", "zero"), "fill")
+    x = np.asarray(inputs, dtype=np.float32)
+    if x.ndim == 3:
+        x = x[:, None]
+        squeeze = True
+    elif x.ndim == 4:
+        squeeze = False
+    else:
+        raise ValueError(f"inputs must have shape (N, H, W) or (N, C, H, W), got {x.shape}")
+    n, c, h, w = x.shape
+    a = np.abs(np.asarray(attribution, dtype=np.float64))
+    if a.ndim == 4:
+        a = a.sum(axis=1)
+    if a.shape != (n, h, w):
+        raise ValueError(
+            f"attribution must have spatial shape {(n, h, w)}, got {np.shape(attribution)}"
+        )
+    fr = np.asarray(fractions, dtype=np.float64)
+    if fr.ndim != 1 or fr.size < 2 or np.any(np.diff(fr) <= 0) or fr[0] < 0 or fr[-1] > 1:
+        raise ValueError(f"fractions must be increasing values in [0, 1], got {fractions}")
+    sign = np.ones(n) if labels is None else np.where(np.asarray(labels) == 1, 1.0, -1.0)
+    fill_value = x.mean(axis=(2, 3), keepdims=True) if fill == "mean" else np.zeros((n, c, 1, 1))
+    rng = np.random.default_rng(seed)
+    orders = _removal_orders(a.reshape(n, -1), rng)
+    counts = np.round(fr * h * w).astype(np.int64)
+    curves = []
+    for order in orders:
+        evid = np.empty((n, fr.size))
+        for start in range(0, n, batch_size):
+            sl = slice(start, min(n, start + batch_size))
+            for j, k in enumerate(counts):
+                xb = x[sl].copy().reshape(sl.stop - sl.start, c, h * w)
+                rows = np.arange(sl.stop - sl.start)[:, None]
+                removed = order[sl, :k]
+                xb[rows, :, removed] = np.broadcast_to(
+                    fill_value[sl].reshape(-1, 1, c), (xb.shape[0], k, c)
+                )
+                xb = xb.reshape(-1, c, h, w)
+                out = np.asarray(predict(xb[:, 0] if squeeze else xb), dtype=np.float64)
+                evid[sl, j] = out.reshape(-1) * sign[sl]
+        curves.append(evid)
+    auc = np.trapezoid(curves[0], fr, axis=1)
+    random_auc = np.trapezoid(curves[1], fr, axis=1)
+    return DeletionResult(fr, curves[0], curves[1], auc, random_auc, fill)
+
+
+# --------------------------------------------------------------------------- over a cache
+
+#: Attribution field of each model in a cache.
+MODEL_FIELDS = {"defocus": "attr_defocus", "rgb": "attr_rgb"}
+_METRICS = ("mass", "rank", "pointing")
+
+
+@dataclass
+class LocalisationAnalysis:
+    """Localisation results over a cache.
+
+    Attributes
+    ----------
+    per_sample : pandas.DataFrame
+        ``group, id, model, region, mass, rank, pointing, region_fraction``
+        per paired fake, model and reference region (``"truth"``: the
+        ground-truth mask; ``"defocus_mask"``: ``|fake - real| > threshold``).
+    summary : pandas.DataFrame
+        Per group, model and region: NaN-skipping means of the three scores,
+        their counts ``n``, and ``chance`` (mean region fraction: the expected
+        mass and pointing score of an attribution spread at random).
+    deletion : dict of str to DeletionResult
+        Deletion curves per model (only when a ``predict`` callable was given).
+    deletion_check : dict of str to float
+        Max |predict(x) - cached logit| per model on the intact inputs.
+    threshold : float
+    unavailable : dict of str to str
+    """
+
+    per_sample: pd.DataFrame
+    summary: pd.DataFrame
+    deletion: dict = field(default_factory=dict)
+    deletion_check: dict = field(default_factory=dict)
+    threshold: float = 0.1
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+
+class LocalisationAccumulator:
+    """Streaming accumulator behind :func:`localisation_from_cache`."""
+
+    real_fields = ("defocus",)
+
+    def __init__(self, threshold: float = 0.1, models: tuple[str, ...] = ("defocus", "rgb")):
+        from analysis._validation import check_threshold
+
+        self.threshold = check_threshold(threshold)
+        for m in models:
+            if m not in MODEL_FIELDS:
+                raise ValueError(f"models must be among {list(MODEL_FIELDS)}, got {m!r}")
+        self.models = tuple(models)
+        self.fake_fields = ("defocus", "mask", *(MODEL_FIELDS[m] for m in self.models))
+        self._rows: list[pd.DataFrame] = []
+        self.present: set[str] = set()
+        self.has_truth = False
+        self.has_maps = False
+
+    def update(self, block) -> None:
+        """Add the pairs of one :class:`analysis.pairing.PairedBlock`."""
+        regions = {}
+        if "mask" in block.fake:
+            self.has_truth = True
+            regions["truth"] = block.fake["mask"].astype(bool)
+        if "defocus" in block.fake and "defocus" in block.real:
+            self.has_maps = True
+            diff = np.abs(
+                block.fake["defocus"].astype(np.float32) - block.real["defocus"].astype(np.float32)
+            )
+            regions["defocus_mask"] = diff > self.threshold
+        for m in self.models:
+            f = MODEL_FIELDS[m]
+            if f not in block.fake:
+                continue
+            self.present.add(m)
+            attr = block.fake[f]
+            for name, region in regions.items():
+                if attr.shape[-2:] != region.shape[-2:]:
+                    from analysis.alignment import attribution_weights
+
+                    attr_m = attribution_weights(attr, region.shape)
+                else:
+                    attr_m = attr
+                scores = localisation_scores(attr_m, region)
+                self._rows.append(
+                    pd.DataFrame(
+                        {
+                            "group": block.group,
+                            "id": block.fake["id"],
+                            "model": m,
+                            "region": name,
+                            **scores,
+                            "region_fraction": region.reshape(len(region), -1).mean(axis=1),
+                        }
+                    )
+                )
+
+    def finalize(self) -> LocalisationAnalysis:
+        """Return the :class:`LocalisationAnalysis` of everything seen (without deletion)."""
+        cols = ["group", "id", "model", "region", *_METRICS, "region_fraction"]
+        per = pd.concat(self._rows, ignore_index=True) if self._rows else pd.DataFrame(columns=cols)
+        unavailable = {}
+        for m in self.models:
+            if m not in self.present:
+                unavailable[m] = f"the cache has no '{MODEL_FIELDS[m]}' field (or no pairs)"
+        if not self.has_truth:
+            unavailable["truth"] = "the cache has no ground-truth 'mask' field"
+        if not self.has_maps:
+            unavailable["defocus_mask"] = "no paired 'defocus' maps"
+        rows = []
+        for (g, m, r), sub in per.groupby(["group", "model", "region"], sort=False):
+            row = {"group": g, "model": m, "region": r}
+            for k in _METRICS:
+                row[k] = float(sub[k].mean())  # pandas skips NaN (empty regions)
+            row["n"] = int(sub["mass"].count())
+            valid = sub["region_fraction"][sub["region_fraction"] > 0]
+            row["chance"] = float(valid.mean()) if len(valid) else float("nan")
+            rows.append(row)
+        summary = pd.DataFrame(rows, columns=["group", "model", "region", *_METRICS, "n", "chance"])
+        return LocalisationAnalysis(per, summary, threshold=self.threshold, unavailable=unavailable)
+
+
+def deletion_from_cache(
+    cache,
+    predict: dict | None = None,
+    groups=None,
+    max_samples: int = 64,
+    fractions: Sequence[float] = tuple(np.linspace(0.0, 1.0, 11)),
+    fill: str = "mean",
+    seed: int = 0,
+) -> tuple[dict, dict, dict]:
+    """Compute deletion curves from a cache and model callables (unavailable without them).
+
+    Parameters
+    ----------
+    cache : cache reader
+    predict : dict of str to callable, optional
+        ``{"defocus": f, "rgb": g}``: ``f`` maps defocus maps (B, S, S)
+        float32 to logits, ``g`` maps images (B, 3, R, R) float32 in [0, 1]
+        to logits. The cache itself holds only the logits of the intact
+        inputs, which cannot give a curve.
+    groups : sequence of str, optional
+        Groups to use (default: all, reals included: their evidence is ``-logit``).
+    max_samples : int
+        First samples per group used (each step calls the model on all of them).
+    fractions, fill, seed
+        See :func:`deletion_curve`.
+
+    Returns
+    -------
+    curves : dict of str to DeletionResult
+    check : dict of str to float
+        Max |predict(intact input) - cached logit| per model (NaN when the
+        cache has no logit field for it).
+    unavailable : dict of str to str
+    """
+    from analysis.pairing import iter_group
+
+    curves, check, unavailable = {}, {}, {}
+    predict = dict(predict or {})
+    for m in MODEL_FIELDS:
+        if m not in predict:
+            unavailable[f"deletion_{m}"] = (
+                "a deletion curve needs the model evaluated on perturbed inputs; the cache holds "
+                "only the logit of each intact input. Pass predict={'" + m + "': callable}"
+            )
+            continue
+        need = [MODEL_FIELDS[m], "defocus" if m == "defocus" else "image"]
+        missing = [f for f in need if f not in cache.fields]
+        if missing:
+            unavailable[f"deletion_{m}"] = f"the cache has no {missing} field"
+            continue
+        logit_field = f"logit_{m}"
+        fields = ["label", *need] + ([logit_field] if logit_field in cache.fields else [])
+        parts: dict[str, list] = {f: [] for f in fields}
+        for g in cache.groups:
+            if groups is not None and g not in groups:
+                continue
+            got = 0
+            for shard in iter_group(cache, g, fields):
+                take = min(max_samples - got, len(shard["label"]))
+                for f in fields:
+                    parts[f].append(shard[f][:take])
+                got += take
+                if got >= max_samples:
+                    break
+        arrays = {f: np.concatenate(p) for f, p in parts.items() if p}
+        if not arrays:
+            unavailable[f"deletion_{m}"] = "no samples"
+            continue
+        x = arrays[need[1]].astype(np.float32)
+        if m == "rgb":
+            x = x / 255.0
+        res = deletion_curve(predict[m], x, arrays[need[0]], arrays["label"], fractions, fill, seed)
+        curves[m] = res
+        if logit_field in arrays:
+            intact = np.asarray(predict[m](x), dtype=np.float64).reshape(-1)
+            check[m] = float(np.max(np.abs(intact - arrays[logit_field])))
+        else:
+            check[m] = float("nan")
+    return curves, check, unavailable
+
+
+def localisation_from_cache(
+    cache,
+    threshold: float = 0.1,
+    models: tuple[str, ...] = ("defocus", "rgb"),
+    groups=None,
+    by_position: bool = False,
+    predict: dict | None = None,
+    deletion_samples: int = 64,
+    seed: int = 0,
+    progress: bool = False,
+) -> LocalisationAnalysis:
+    """Relevance mass / rank accuracy and pointing game per model, plus deletion when possible.
+
+    Parameters
+    ----------
+    cache : cache reader
+        From :func:`cache.open_cache`.
+    threshold : float
+        ``T`` of the binary defocus mask used as the second reference region.
+    models : tuple of {"defocus", "rgb"}
+    groups : sequence of str, optional
+        Fake groups (default: all groups holding fakes).
+    by_position : bool
+        Pair by position instead of pair id (warns).
+    predict : dict of str to callable, optional
+        Model callables for the deletion curves (see :func:`deletion_from_cache`);
+        without them the curves are marked unavailable.
+    deletion_samples : int
+        Samples per group for the deletion curves.
+    seed : int
+    progress : bool
+
+    Returns
+    -------
+    LocalisationAnalysis
+    """
+    from analysis.pairing import run_paired
+
+    acc = LocalisationAccumulator(threshold, models)
+    run_paired(cache, [acc], groups=groups, by_position=by_position, progress=progress)
+    out = acc.finalize()
+    curves, check, unavailable = deletion_from_cache(
+        cache, predict, groups=None, max_samples=deletion_samples, seed=seed
+    )
+    out.deletion, out.deletion_check = curves, check
+    out.unavailable.update(unavailable)
+    return out
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def plot_localisation_bars(analysis: LocalisationAnalysis):
+    """Bars of mass accuracy, rank accuracy and pointing game per model, one panel per region.
+
+    Black ticks mark chance (the mean region fraction); one bar group per
+    fake group and model.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from analysis.style import OKABE_ITO, figure, publication_style, unavailable_figure
+
+    s = analysis.summary
+    if s.empty:
+        reason = "; ".join(f"{k}: {v}" for k, v in analysis.unavailable.items()) or "no pairs"
+        return unavailable_figure(reason, "localisation")
+    regions = list(s["region"].unique())
+    series = list(dict.fromkeys(zip(s["group"], s["model"], strict=False)))
+    width = 0.8 / len(series)
+    with publication_style():
+        fig = figure(3.6 * len(regions), 3.2)
+        axes = fig.subplots(1, len(regions), squeeze=False)[0]
+        for ax, r in zip(axes, regions, strict=False):
+            sub = s[s["region"] == r].set_index(["group", "model"])
+            for j, key in enumerate(series):
+                if key not in sub.index:
+                    continue
+                vals = [sub.loc[key, k] for k in _METRICS]
+                xs = np.arange(len(_METRICS)) + (j - (len(series) - 1) / 2) * width
+                hatch = "//" if key[1] == "rgb" else None
+                ax.bar(
+                    xs,
+                    vals,
+                    width,
+                    color=OKABE_ITO[(j // 2 + 1) % 8] if len(series) > 1 else OKABE_ITO[0],
+                    hatch=hatch,
+                    edgecolor="white",
+                    label=f"{key[0]} / {key[1]}",
+                )
+                chance = sub.loc[key, "chance"]
+                ax.hlines(
+                    np.full(xs.size, chance), xs - width / 2, xs + width / 2, color="k", lw=1.5
+                )
+            ax.set_xticks(np.arange(len(_METRICS)), ["mass acc.", "rank acc.", "pointing"])
+            ax.set_ylim(0, 1)
+            title = (
+                "ground-truth mask" if r == "truth" else f"defocus mask (T={analysis.threshold:g})"
+            )
+            ax.set_title(title)
+        axes[0].set_ylabel("score (black: chance)")
+        axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return fig
+
+
+def plot_deletion_curves(analysis: LocalisationAnalysis):
+    """Plot deletion curves (attribution vs random order) per model, or an unavailable marker.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from analysis.style import OKABE_ITO, figure, publication_style, unavailable_figure
+
+    if not analysis.deletion:
+        reasons = [v for k, v in analysis.unavailable.items() if k.startswith("deletion")]
+        return unavailable_figure(
+            reasons[0] if reasons else "no deletion curves", "deletion curves"
+        )
+    models = list(analysis.deletion)
+    with publication_style():
+        fig = figure(3.4 * len(models), 3.0)
+        axes = fig.subplots(1, len(models), squeeze=False)[0]
+        for ax, m in zip(axes, models, strict=False):
+            d = analysis.deletion[m]
+            for curves, name, color in (
+                (d.curves, "by |attr|", OKABE_ITO[5]),
+                (d.random_curves, "random order", OKABE_ITO[0]),
+            ):
+                mean = curves.mean(axis=0)
+                sem = (
+                    curves.std(axis=0, ddof=1) / np.sqrt(len(curves))
+                    if len(curves) > 1
+                    else 0 * mean
+                )
+                ax.plot(
+                    d.fractions,
+                    mean,
+                    color=color,
+                    label=f"{name} (AUC {np.mean(np.trapezoid(curves, d.fractions, axis=1)):.2f})",
+                )
+                ax.fill_between(d.fractions, mean - sem, mean + sem, color=color, alpha=0.2, lw=0)
+            ax.set_xlabel(f"fraction of pixels removed (fill: {d.fill})")
+            ax.set_title(f"{m} model")
+            ax.legend(fontsize=7)
+        axes[0].set_ylabel("evidence for true class (±logit)")
+    return fig

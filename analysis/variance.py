@@ -1,0 +1,558 @@
+"""Local variance of defocus maps and the real-vs-fake two-sample test on its per-image mean.
+
+Local variance (ALGORITHM.md section 4) is ``E[m**2] - E[m]**2`` over a
+``window x window`` neighbourhood with zero padding that counts the padded
+zeros (as ``avg_pool2d(m, window, stride=1, padding=window // 2)`` with
+``count_include_pad=True``), on per-sample min-max normalised maps. The paper
+compares the per-image mean of that map between real and fake images with a
+two-sample Kolmogorov-Smirnov test; :func:`variance_ks_test` adds an effect
+size (Cliff's delta, with Cohen's d), bootstrap confidence intervals, and
+:func:`holm` corrects p-values across manipulations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from analysis._validation import as_maps, check_positive_int, check_window
+
+__all__ = [
+    "VarianceTest",
+    "VarianceAnalysis",
+    "cliffs_delta",
+    "holm",
+    "local_variance",
+    "mean_local_variance",
+    "normalise_maps",
+    "test_means",
+    "variance_ks_test",
+    "variance_from_cache",
+    "plot_variance_ecdf",
+    "plot_variance_heatmaps",
+]
+
+
+def normalise_maps(maps) -> np.ndarray:
+    """Per-sample min-max normalisation ``(m - min) / (max - min + 1e-8)``.
+
+    Parameters
+    ----------
+    maps : ndarray of shape (N, H, W) or (H, W)
+
+    Returns
+    -------
+    ndarray of float64, shape (N, H, W)
+    """
+    m = as_maps(maps)
+    lo = m.min(axis=(1, 2), keepdims=True)
+    hi = m.max(axis=(1, 2), keepdims=True)
+    return (m - lo) / (hi - lo + 1e-8)
+
+
+def local_variance(maps, window: int = 15, normalise: bool = False) -> np.ndarray:
+    """Local variance ``E[m**2] - E[m]**2`` over a square window, zero padded, pad counted.
+
+    Parameters
+    ----------
+    maps : ndarray of shape (N, H, W) or (H, W)
+        Defocus maps (the cache's ``defocus`` field is already normalised).
+    window : int
+        Odd side of the window (15 in the paper).
+    normalise : bool
+        Min-max normalise each map first (:func:`normalise_maps`).
+
+    Returns
+    -------
+    ndarray of float64, shape (N, H, W)
+        The local variance map of every input map (N = 1 for one (H, W) map).
+        Computed in float64; entries may be a rounding error below zero, as
+        with the paper's ``avg_pool2d`` form.
+    """
+    window = check_window(window)
+    m = normalise_maps(maps) if normalise else as_maps(maps)
+    size = (1, window, window)
+    mean = ndimage.uniform_filter(m, size=size, mode="constant", cval=0.0)
+    mean_sq = ndimage.uniform_filter(m * m, size=size, mode="constant", cval=0.0)
+    return mean_sq - mean * mean
+
+
+def mean_local_variance(maps, window: int = 15, normalise: bool = False) -> np.ndarray:
+    """Per-image mean of :func:`local_variance`, ndarray of shape (N,)."""
+    return local_variance(maps, window, normalise).mean(axis=(1, 2))
+
+
+def cliffs_delta(x, y) -> float:
+    """Cliff's delta ``P(x > y) - P(x < y)`` between two samples, in [-1, 1].
+
+    Computed from ranks (``2 U / (n_x n_y) - 1`` with the Mann-Whitney ``U``
+    of ``x``, ties counted half), exact and O(n log n).
+    """
+    from scipy import stats  # lazily: scipy.stats probes sys.modules["torch"] on import
+
+    x = np.asarray(x, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if x.size == 0 or y.size == 0:
+        raise ValueError(f"both samples must be non-empty, got sizes {x.size} and {y.size}")
+    ranks = stats.rankdata(np.concatenate([x, y]))
+    u = ranks[: x.size].sum() - x.size * (x.size + 1) / 2.0
+    return float(2.0 * u / (x.size * y.size) - 1.0)
+
+
+def _cohens_d(x: np.ndarray, y: np.ndarray) -> float:
+    nx, ny = x.size, y.size
+    if nx < 2 or ny < 2:
+        return float("nan")
+    pooled = ((nx - 1) * x.var(ddof=1) + (ny - 1) * y.var(ddof=1)) / (nx + ny - 2)
+    return float((x.mean() - y.mean()) / np.sqrt(pooled)) if pooled > 0 else float("nan")
+
+
+@dataclass(frozen=True)
+class VarianceTest:
+    """Two-sample comparison of per-image mean local variance, fake vs real.
+
+    Attributes
+    ----------
+    statistic, pvalue : float
+        Kolmogorov-Smirnov ``D`` and two-sided p-value (``scipy.stats.ks_2samp``).
+    effect_size : float
+        Cliff's delta of fake vs real (> 0: fakes have larger local variance).
+    ci_low, ci_high : float
+        Percentile bootstrap confidence interval of ``effect_size``.
+    statistic_ci_low, statistic_ci_high : float
+        Percentile bootstrap confidence interval of ``D``.
+    cohens_d : float
+        Standardised mean difference, fake minus real.
+    mean_real, mean_fake : float
+        Means of the per-image values.
+    n_real, n_fake : int
+        Sample sizes.
+    confidence : float
+        Level of the intervals.
+    n_boot : int
+        Bootstrap resamples.
+    """
+
+    statistic: float
+    pvalue: float
+    effect_size: float
+    ci_low: float
+    ci_high: float
+    statistic_ci_low: float
+    statistic_ci_high: float
+    cohens_d: float
+    mean_real: float
+    mean_fake: float
+    n_real: int
+    n_fake: int
+    confidence: float
+    n_boot: int
+
+    def to_dict(self) -> dict:
+        """Plain dict of every attribute."""
+        return asdict(self)
+
+
+def test_means(
+    real_values, fake_values, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> VarianceTest:
+    """KS test, effect sizes and bootstrap intervals on per-image values (real vs fake).
+
+    Parameters
+    ----------
+    real_values, fake_values : ndarray of shape (n_real,), (n_fake,)
+        Per-image mean local variance (or any per-image statistic).
+    n_boot : int
+        Bootstrap resamples (each sample resampled with replacement separately).
+    confidence : float
+        Level of the percentile intervals, in (0, 1).
+    seed : int
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    VarianceTest
+    """
+    from scipy import stats
+
+    x = np.asarray(real_values, dtype=np.float64).ravel()
+    y = np.asarray(fake_values, dtype=np.float64).ravel()
+    if x.size < 1 or y.size < 1:
+        raise ValueError(f"need at least one real and one fake value, got {x.size} and {y.size}")
+    n_boot = check_positive_int(n_boot, "n_boot")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    ks = stats.ks_2samp(y, x)
+    rng = np.random.default_rng(seed)
+    deltas = np.empty(n_boot)
+    ds = np.empty(n_boot)
+    for b in range(n_boot):
+        xb = x[rng.integers(0, x.size, x.size)]
+        yb = y[rng.integers(0, y.size, y.size)]
+        deltas[b] = cliffs_delta(yb, xb)
+        ds[b] = _ks_statistic(yb, xb)
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(deltas, [alpha, 1.0 - alpha])
+    dlo, dhi = np.quantile(ds, [alpha, 1.0 - alpha])
+    return VarianceTest(
+        statistic=float(ks.statistic),
+        pvalue=float(ks.pvalue),
+        effect_size=cliffs_delta(y, x),
+        ci_low=float(lo),
+        ci_high=float(hi),
+        statistic_ci_low=float(dlo),
+        statistic_ci_high=float(dhi),
+        cohens_d=_cohens_d(y, x),
+        mean_real=float(x.mean()),
+        mean_fake=float(y.mean()),
+        n_real=int(x.size),
+        n_fake=int(y.size),
+        confidence=float(confidence),
+        n_boot=n_boot,
+    )
+
+
+test_means.__test__ = False  # not a pytest test despite its name
+
+
+def _ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sample KS ``D`` = max |ECDF_a - ECDF_b| (statistic only, fast)."""
+    a = np.sort(a)
+    b = np.sort(b)
+    grid = np.concatenate([a, b])
+    cdf_a = np.searchsorted(a, grid, side="right") / a.size
+    cdf_b = np.searchsorted(b, grid, side="right") / b.size
+    return float(np.max(np.abs(cdf_a - cdf_b)))
+
+
+def variance_ks_test(
+    real_maps,
+    fake_maps,
+    window: int = 15,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    normalise: bool = False,
+) -> VarianceTest:
+    """Two-sample KS test of per-image mean local variance, real vs fake maps.
+
+    Parameters
+    ----------
+    real_maps : ndarray of shape (n_real, H, W)
+    fake_maps : ndarray of shape (n_fake, H, W)
+        Normalised defocus maps (need not be paired).
+    window : int
+        Local variance window.
+    n_boot, confidence, seed
+        Bootstrap settings, see :func:`test_means`.
+    normalise : bool
+        Min-max normalise each map first.
+
+    Returns
+    -------
+    VarianceTest
+        ``.statistic`` (D), ``.pvalue``, ``.effect_size`` (Cliff's delta,
+        fake vs real), ``.ci_low``/``.ci_high`` and more.
+    """
+    real = mean_local_variance(real_maps, window, normalise)
+    fake = mean_local_variance(fake_maps, window, normalise)
+    return test_means(real, fake, n_boot=n_boot, confidence=confidence, seed=seed)
+
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1).
+
+    Parameters
+    ----------
+    pvalues : sequence of float, length m
+        Raw p-values of m tests; NaN entries are ignored and stay NaN.
+
+    Returns
+    -------
+    ndarray of float64, shape (m,)
+        Adjusted p-values in the input order; reject test i at level alpha
+        when ``adjusted[i] <= alpha``.
+    """
+    p = np.asarray(pvalues, dtype=np.float64).ravel()
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    m = ok.size
+    if m == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    out[order] = adjusted
+    return out
+
+
+# --------------------------------------------------------------------------- over a cache
+
+
+@dataclass
+class VarianceAnalysis:
+    """Local-variance results over a cache.
+
+    Attributes
+    ----------
+    window : int
+        Local variance window.
+    per_image : pandas.DataFrame
+        ``group, id, label, mean_local_variance`` for every sample.
+    tests : pandas.DataFrame
+        Per fake group, the :class:`VarianceTest` fields against all real
+        samples plus ``pvalue_holm`` (Holm-corrected across the groups).
+    heatmaps : dict of str to dict
+        Per fake group, the first pairs: ``"id"``, ``"fake"`` and ``"real"``
+        local-variance maps (float32 (k, S, S)).
+    unavailable : dict of str to str
+        Parts that could not be computed, with the reason.
+    """
+
+    window: int
+    per_image: pd.DataFrame
+    tests: pd.DataFrame
+    heatmaps: dict[str, dict]
+    unavailable: dict[str, str]
+
+
+def variance_from_cache(
+    cache,
+    window: int = 15,
+    groups: Sequence[str] | None = None,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    n_heatmaps: int = 3,
+    normalise: bool = False,
+    progress: bool = False,
+) -> VarianceAnalysis:
+    """Per-image mean local variance, KS tests per manipulation (Holm), heatmap examples.
+
+    Streams the cache one shard at a time.
+
+    Parameters
+    ----------
+    cache : cache reader
+        From :func:`cache.open_cache`.
+    window : int
+        Local variance window (odd).
+    groups : sequence of str, optional
+        Fake groups to test (default: every group holding fakes); every real
+        sample (label 0) of the cache is the reference.
+    n_boot, confidence, seed
+        Bootstrap settings of :func:`test_means`.
+    n_heatmaps : int
+        Real/fake pairs per group kept for :func:`plot_variance_heatmaps`
+        (paired by pair id; none for fakes without one).
+    normalise : bool
+        Min-max normalise maps again before the local variance (the cache's
+        ``defocus`` field is already normalised).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    VarianceAnalysis
+    """
+    from analysis.pairing import iter_group
+
+    window = check_window(window)
+    cols = ["group", "id", "label", "mean_local_variance"]
+    if "defocus" not in cache.fields:
+        reason = "the cache has no 'defocus' field"
+        return VarianceAnalysis(
+            window, pd.DataFrame(columns=cols), pd.DataFrame(), {}, {"variance": reason}
+        )
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cache.n_samples(), desc="local variance", unit="map", leave=False)
+    parts = []
+    heat: dict[str, dict] = {}
+    for g in cache.groups:
+        for shard in iter_group(cache, g, ("id", "label", "pair_id", "defocus")):
+            lv = local_variance(shard["defocus"], window, normalise)
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "group": g,
+                        "id": shard["id"],
+                        "label": shard["label"].astype(int),
+                        "mean_local_variance": lv.mean(axis=(1, 2)),
+                    }
+                )
+            )
+            if (groups is None or g in groups) and n_heatmaps > 0:
+                h = heat.setdefault(g, {"id": [], "pair_id": [], "fake": []})
+                sel = np.flatnonzero((shard["label"] == 1) & (shard["pair_id"] != ""))
+                for i in sel[: max(0, n_heatmaps - len(h["id"]))]:
+                    h["id"].append(str(shard["id"][i]))
+                    h["pair_id"].append(str(shard["pair_id"][i]))
+                    h["fake"].append(lv[i].astype(np.float32))
+            if bar is not None:
+                bar.update(len(shard["id"]))
+    if bar is not None:
+        bar.close()
+    per_image = pd.concat(parts, ignore_index=True)
+    unavailable: dict[str, str] = {}
+    # the real partners of the heatmap examples (a targeted pass over shards with reals)
+    wanted = {p for h in heat.values() for p in h["pair_id"]}
+    found: dict[str, np.ndarray] = {}
+    if wanted:
+        real_groups = per_image.loc[per_image["label"] == 0, "group"].unique().tolist()
+        for g in real_groups:
+            for shard in iter_group(cache, g, ("id", "label", "defocus")):
+                hit = np.flatnonzero(np.isin(shard["id"], list(wanted - set(found))))
+                hit = hit[shard["label"][hit] == 0]
+                if hit.size:
+                    lv = local_variance(shard["defocus"][hit], window, normalise)
+                    for j, i in enumerate(hit):
+                        found[str(shard["id"][i])] = lv[j].astype(np.float32)
+                if len(found) == len(wanted):
+                    break
+            if len(found) == len(wanted):
+                break
+    heatmaps = {}
+    for g, h in heat.items():
+        keep = [i for i, p in enumerate(h["pair_id"]) if p in found]
+        if keep:
+            heatmaps[g] = {
+                "id": [h["id"][i] for i in keep],
+                "fake": np.stack([h["fake"][i] for i in keep]),
+                "real": np.stack([found[h["pair_id"][i]] for i in keep]),
+            }
+    if not heatmaps:
+        unavailable["heatmaps"] = "no fake with a known real partner"
+    real_values = per_image.loc[per_image["label"] == 0, "mean_local_variance"].to_numpy()
+    fake_groups = [
+        g
+        for g in per_image.loc[per_image["label"] == 1, "group"].unique().tolist()
+        if groups is None or g in groups
+    ]
+    rows = []
+    if real_values.size == 0:
+        unavailable["ks_test"] = "the cache holds no real sample (label 0)"
+    else:
+        for g in fake_groups:
+            sel = (per_image["group"] == g) & (per_image["label"] == 1)
+            t = test_means(
+                real_values,
+                per_image.loc[sel, "mean_local_variance"].to_numpy(),
+                n_boot=n_boot,
+                confidence=confidence,
+                seed=seed,
+            )
+            rows.append({"group": g, **t.to_dict()})
+    tests = pd.DataFrame(rows)
+    if not tests.empty:
+        tests.insert(tests.columns.get_loc("pvalue") + 1, "pvalue_holm", holm(tests["pvalue"]))
+    elif "ks_test" not in unavailable:
+        unavailable["ks_test"] = "the cache holds no fake sample (label 1)"
+    return VarianceAnalysis(window, per_image, tests, heatmaps, unavailable)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def plot_variance_heatmaps(analysis: VarianceAnalysis, n: int = 2, percentile: float = 99.0):
+    """Real and fake local-variance maps of a few pairs per group, on ONE colour scale.
+
+    Parameters
+    ----------
+    analysis : VarianceAnalysis
+    n : int
+        Pairs per group.
+    percentile : float
+        Upper end of the shared scale as a percentile of all shown values
+        (100: the maximum), so a few extreme pixels do not wash out the rest.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from analysis.style import (
+        SEQUENTIAL_CMAP,
+        figure,
+        publication_style,
+        shared_norm,
+        unavailable_figure,
+    )
+
+    rows = [(g, i) for g, h in analysis.heatmaps.items() for i in range(min(n, len(h["id"])))]
+    if not rows:
+        return unavailable_figure(
+            analysis.unavailable.get("heatmaps", analysis.unavailable.get("variance", "no pairs")),
+            "local variance heatmaps",
+        )
+    shown = [analysis.heatmaps[g][k][i] for g, i in rows for k in ("real", "fake")]
+    norm = shared_norm(shown, percentile)
+    with publication_style():
+        fig = figure(4.6, 2.0 * len(rows) + 0.4)
+        axes = fig.subplots(len(rows), 2, squeeze=False)
+        im = None
+        for r, (g, i) in enumerate(rows):
+            h = analysis.heatmaps[g]
+            for c, k in enumerate(("real", "fake")):
+                ax = axes[r, c]
+                im = ax.imshow(h[k][i], cmap=SEQUENTIAL_CMAP, norm=norm)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if r == 0:
+                    ax.set_title(k)
+            axes[r, 0].set_ylabel(f"{g}\n{h['id'][i]}", fontsize=7)
+        fig.colorbar(
+            im, ax=axes, shrink=0.8, label=f"local variance ({analysis.window}x{analysis.window})"
+        )
+    return fig
+
+
+def plot_variance_ecdf(analysis: VarianceAnalysis):
+    """ECDF of per-image mean local variance, real vs each manipulation, with the KS results.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from analysis.style import figure, group_colors, publication_style, unavailable_figure
+
+    if analysis.per_image.empty:
+        return unavailable_figure(analysis.unavailable.get("variance", "no samples"), "ECDF")
+    df = analysis.per_image
+    tests = analysis.tests.set_index("group") if not analysis.tests.empty else None
+    colors = group_colors(["real", *df["group"].unique()])
+    with publication_style():
+        fig = figure(4.8, 3.4)
+        ax = fig.add_subplot()
+        curves = [("real", df.loc[df["label"] == 0, "mean_local_variance"].to_numpy())]
+        for g in df.loc[df["label"] == 1, "group"].unique():
+            curves.append(
+                (
+                    g,
+                    df.loc[
+                        (df["group"] == g) & (df["label"] == 1), "mean_local_variance"
+                    ].to_numpy(),
+                )
+            )
+        for name, v in curves:
+            if v.size == 0:
+                continue
+            x = np.sort(v)
+            y = np.arange(1, x.size + 1) / x.size
+            label = f"{name} (n={x.size})"
+            if tests is not None and name in tests.index:
+                t = tests.loc[name]
+                label += (
+                    f"\nD={t['statistic']:.3f}, p_Holm={t['pvalue_holm']:.2g}, "
+                    f"δ={t['effect_size']:.2f}"
+                )
+            ax.step(x, y, where="post", color=colors.get(name, "k"), label=label)
+        ax.set_xlabel(f"mean local variance per image ({analysis.window}x{analysis.window})")
+        ax.set_ylabel("ECDF")
+        ax.set_ylim(0, 1.02)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    return fig

@@ -1,0 +1,424 @@
+"""Execute the parameterized notebooks with papermill and render them to HTML.
+
+The notebooks live in ``notebooks/`` as jupytext ``py:percent`` scripts:
+the ``.py`` files are the source of truth (readable diffs, no outputs).
+:func:`execute_notebook` reads one with jupytext, runs it with papermill
+(parameters injected after the cell tagged ``parameters``), writes the
+executed ``.ipynb`` and an HTML rendering to an output folder and never
+touches the source. The helpers :func:`find_cache` and the ``check_*``
+functions are what the notebooks' validation cells call.
+
+Examples
+--------
+>>> from defocus_forensics.notebooks import execute_all  # doctest: +SKIP
+>>> execute_all("runs/demo/cache", "runs/demo/notebooks", {"perplexities": [5, 10]})
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "NOTEBOOKS_DIR",
+    "ExecutedNotebook",
+    "NotebookError",
+    "check_choice",
+    "check_fraction",
+    "check_indices",
+    "check_positive",
+    "execute_all",
+    "execute_notebook",
+    "find_cache",
+    "list_notebooks",
+    "parse_parameter",
+    "read_notebook",
+]
+
+#: Where the source notebooks live (``notebooks/`` of the source tree).
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+
+#: Execution order: the overview first, the explorer last.
+ORDER = ("overview", "masks", "variance", "embedding", "alignment", "localisation", "explorer")
+
+
+class NotebookError(RuntimeError):
+    """A notebook failed to execute; the message names the notebook and the cell error."""
+
+
+@dataclass(frozen=True)
+class ExecutedNotebook:
+    """Result of one notebook execution.
+
+    Attributes
+    ----------
+    name : str
+        Stem of the source script, e.g. ``"masks"``.
+    source : Path
+        The ``.py`` source (untouched).
+    ipynb : Path
+        The executed notebook with outputs.
+    html : Path or None
+        Its HTML rendering (None when rendering was switched off).
+    seconds : float
+        Wall time of the execution.
+    """
+
+    name: str
+    source: Path
+    ipynb: Path
+    html: Path | None
+    seconds: float
+
+
+# ---------------------------------------------------------------- parameters
+
+
+def parse_parameter(value: str) -> Any:
+    """Parse a ``-p NAME VALUE`` value: JSON when it parses, else the raw string.
+
+    Parameters
+    ----------
+    value : str
+        Command-line text, e.g. ``"0.05"``, ``"[5, 10]"``, ``"true"`` or ``"runs/x"``.
+
+    Returns
+    -------
+    Any
+        ``0.05``, ``[5, 10]``, ``True`` or ``"runs/x"`` for those examples.
+    """
+    text = value.strip()
+    if text in ("True", "False", "None"):  # Python spellings users type
+        return {"True": True, "False": False, "None": None}[text]
+    try:
+        return json.loads(text)
+    except ValueError:
+        return value
+
+
+def find_cache(path: str | Path) -> Path:
+    """Resolve a cache folder given relative to the working folder or the project root.
+
+    A notebook opened in JupyterLab from ``notebooks/`` runs there, while the
+    default parameter ``runs/demo/cache`` is relative to the project root;
+    this looks in the working folder and then its parents.
+
+    Parameters
+    ----------
+    path : str or Path
+        A cache folder (holding ``manifest.json``).
+
+    Returns
+    -------
+    Path
+        The absolute cache folder.
+
+    Raises
+    ------
+    FileNotFoundError
+        If no such cache exists; the message says how to make one.
+    """
+    path = Path(path).expanduser()
+    candidates = [path] if path.is_absolute() else [Path.cwd() / path]
+    if not path.is_absolute():
+        candidates += [parent / path for parent in Path.cwd().parents]
+        candidates.append(NOTEBOOKS_DIR.parent / path)
+    for candidate in candidates:
+        if (candidate / "manifest.json").is_file():
+            return candidate.resolve()
+    raise FileNotFoundError(
+        f"no cache at {str(path)!r} (looked in the working folder and its parents); "
+        "make one with 'defocus demo --quick' or set cache_path"
+    )
+
+
+def check_positive(name: str, value: Any, *, integer: bool = False) -> None:
+    """Raise ``ValueError`` unless ``value`` is a positive number (or integer).
+
+    Parameters
+    ----------
+    name : str
+        Parameter name for the message.
+    value : Any
+        The value to check.
+    integer : bool
+        Require an integer.
+    """
+    ok_type = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, ok_type) or not value > 0:
+        kind = "a positive integer" if integer else "a positive number"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+
+
+def check_fraction(name: str, value: Any) -> None:
+    """Raise ``ValueError`` unless ``value`` lies in the open interval (0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ValueError(f"{name} must be in (0, 1), got {value!r}")
+
+
+def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
+    choices = list(choices)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def check_indices(name: str, value: Any, n: int) -> list[int]:
+    """Check a list of sample indices against ``n`` samples and return it as ints.
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is not a list of integers in ``[0, n)``.
+    """
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in value
+    ):
+        raise ValueError(f"{name} must be a list of integers, got {value!r}")
+    bad = [i for i in value if not 0 <= i < n]
+    if bad:
+        raise ValueError(f"{name} must lie in [0, {n}), got {bad}")
+    return [int(i) for i in value]
+
+
+# ----------------------------------------------------------------- execution
+
+
+def list_notebooks(source_dir: str | Path | None = None) -> list[Path]:
+    """List the source scripts (``*.py``, jupytext ``py:percent``) in execution order.
+
+    Parameters
+    ----------
+    source_dir : str or Path, optional
+        Folder of the sources; default :data:`NOTEBOOKS_DIR`.
+
+    Returns
+    -------
+    list of Path
+    """
+    source_dir = Path(source_dir) if source_dir is not None else NOTEBOOKS_DIR
+    if not source_dir.is_dir():
+        raise FileNotFoundError(f"notebook folder not found: {source_dir}")
+    scripts = [p for p in source_dir.glob("*.py") if not p.name.startswith("_")]
+    rank = {name: i for i, name in enumerate(ORDER)}
+    return sorted(scripts, key=lambda p: (rank.get(p.stem, len(ORDER)), p.stem))
+
+
+def read_notebook(source: str | Path):
+    """Read a ``py:percent`` script (or an ``.ipynb``) as an nbformat notebook.
+
+    Parameters
+    ----------
+    source : str or Path
+
+    Returns
+    -------
+    nbformat.NotebookNode
+        With a ``python3`` kernelspec, ready for papermill.
+    """
+    import jupytext
+
+    nb = jupytext.read(str(source))
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+    }
+    nb.metadata.setdefault("language_info", {"name": "python"})
+    return nb
+
+
+def render_html(ipynb: str | Path, html_path: str | Path) -> Path:
+    """Render an executed notebook to a standalone HTML file with nbconvert.
+
+    Parameters
+    ----------
+    ipynb, html_path : str or Path
+
+    Returns
+    -------
+    Path
+        ``html_path``.
+    """
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(str(ipynb), as_version=4)
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    html_path = Path(html_path)
+    html_path.write_text(body, encoding="utf-8")
+    return html_path
+
+
+def _cell_error(nb_path: Path) -> str:
+    """Return the first error output of an executed notebook, as ``ename: evalue``."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(nb_path), as_version=4)
+    except Exception:  # pragma: no cover - unreadable output
+        return "unknown error"
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                return f"{output.get('ename')}: {output.get('evalue')}"
+    return "unknown error"
+
+
+def execute_notebook(
+    source: str | Path,
+    out_dir: str | Path,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    timeout: float | None = 600,
+    html: bool = True,
+    kernel_name: str = "python3",
+) -> ExecutedNotebook:
+    """Execute one notebook with papermill and (optionally) render it to HTML.
+
+    Parameters
+    ----------
+    source : str or Path
+        A ``py:percent`` script or ``.ipynb``; it is read, never written.
+    out_dir : str or Path
+        Where ``<name>.ipynb`` and ``<name>.html`` go; also the working folder
+        of the kernel, so relative outputs of the notebook land there.
+    parameters : mapping, optional
+        Values injected after the ``parameters`` cell.
+    timeout : float or None
+        Per-cell timeout in seconds.
+    html : bool
+        Also write the HTML rendering.
+    kernel_name : str
+        Jupyter kernel to run.
+
+    Returns
+    -------
+    ExecutedNotebook
+
+    Raises
+    ------
+    ValueError
+        If the output would overwrite the source.
+    NotebookError
+        If a cell raises; the message names the notebook and the error.
+    """
+    import papermill
+
+    source = Path(source).resolve()
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ipynb = out_dir / f"{source.stem}.ipynb"
+    html_path = out_dir / f"{source.stem}.html"
+    if source in (ipynb, html_path):
+        raise ValueError(f"executing {source} into {out_dir} would overwrite the source")
+    nb = read_notebook(source)
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            nb,
+            str(ipynb),
+            parameters=dict(parameters or {}),
+            kernel_name=kernel_name,
+            progress_bar=False,
+            cwd=str(out_dir),
+            execution_timeout=timeout,
+        )
+    except papermill.PapermillExecutionError as err:
+        raise NotebookError(
+            f"notebook {source.name} failed in cell {err.exec_count}: {err.ename}: {err.evalue} "
+            f"(executed copy with the traceback: {ipynb})"
+        ) from None
+    except Exception as err:  # timeouts, dead kernels
+        raise NotebookError(
+            f"notebook {source.name} failed: {type(err).__name__}: {err} ({_cell_error(ipynb)})"
+        ) from err
+    seconds = time.perf_counter() - start
+    rendered = render_html(ipynb, html_path) if html else None
+    return ExecutedNotebook(source.stem, source, ipynb, rendered, seconds)
+
+
+def execute_all(
+    cache_path: str | Path,
+    out_dir: str | Path,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    names: Sequence[str] | None = None,
+    source_dir: str | Path | None = None,
+    timeout: float | None = 600,
+    html: bool = True,
+    progress: bool = True,
+) -> list[ExecutedNotebook]:
+    """Execute every notebook (or those in ``names``) on one cache.
+
+    Parameters
+    ----------
+    cache_path : str or Path
+        The cache, passed to each notebook as ``cache_path`` (absolute).
+    out_dir : str or Path
+        Output folder; each notebook's own outputs go to ``out_dir/<name>/``
+        through its ``output_dir`` parameter.
+    parameters : mapping, optional
+        Extra parameters for every notebook; a notebook receives only those
+        names its parameters cell defines.
+    names : sequence of str, optional
+        Subset of notebook names (stems).
+    source_dir : str or Path, optional
+        Folder of the sources; default :data:`NOTEBOOKS_DIR`.
+    timeout : float or None
+        Per-cell timeout in seconds.
+    html : bool
+        Render HTML.
+    progress : bool
+        Show a tqdm bar on stderr.
+
+    Returns
+    -------
+    list of ExecutedNotebook
+    """
+    from tqdm.auto import tqdm
+
+    cache_path = Path(cache_path).resolve()
+    if not (cache_path / "manifest.json").is_file():
+        raise FileNotFoundError(f"no cache at {cache_path} (no manifest.json)")
+    out_dir = Path(out_dir).resolve()
+    sources = list_notebooks(source_dir)
+    if names:
+        known = {p.stem: p for p in sources}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(f"unknown notebook(s) {unknown}; available: {sorted(known)}")
+        sources = [known[n] for n in names]
+    results = []
+    bar = tqdm(sources, desc="notebooks", unit="nb", disable=not progress)
+    for source in bar:
+        bar.set_postfix_str(source.stem)
+        accepted = _parameter_names(source)
+        params = {k: v for k, v in (parameters or {}).items() if k in accepted}
+        params["cache_path"] = str(cache_path)
+        if "output_dir" in accepted:
+            params["output_dir"] = str(out_dir / source.stem)
+        results.append(execute_notebook(source, out_dir, params, timeout=timeout, html=html))
+    return results
+
+
+def _parameter_names(source: str | Path) -> set[str]:
+    """Names assigned in the cell tagged ``parameters`` of a notebook source."""
+    import ast
+
+    nb = read_notebook(source)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            tree = ast.parse(cell.source)
+            names = set()
+            for node in tree.body:
+                targets = node.targets if isinstance(node, ast.Assign) else []
+                if isinstance(node, ast.AnnAssign):
+                    targets = [node.target]
+                names |= {t.id for t in targets if isinstance(t, ast.Name)}
+            return names
+    return set()

@@ -1,0 +1,378 @@
+"""A self-contained HTML report of one run: figures, summary table, config, fingerprints.
+
+The report is one HTML file. Figures are embedded as base64 ``data:`` URIs
+by default (``inline=True``), so the file can be mailed or archived alone;
+with ``inline=False`` they are linked by a path relative to the report.
+Nothing here imports torch or matplotlib: the report is assembled from what
+a run left on disk.
+
+A run folder, as :mod:`defocus_forensics.demo` writes it::
+
+    RUN/cache/manifest.json            extraction config, model fingerprints, versions
+    RUN/figures/figures_manifest.json  what each figure shows and what it was drawn from
+    RUN/figures/*.png                  the figures (PDF twins beside them)
+    RUN/summary.json                   headline numbers and the analysis summary
+    RUN/run.json                       the run's own config and stage timings (optional)
+    RUN/notebooks/*.html               executed notebooks (optional, linked)
+
+Every piece is optional except the figures manifest or at least one PNG, so
+the report also works on a folder made by ``defocus figures`` alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ReportFigure",
+    "ReportInputs",
+    "build_report",
+    "flatten",
+    "load_run",
+    "render_report",
+]
+
+
+@dataclass(frozen=True)
+class ReportFigure:
+    """One figure of the report.
+
+    Attributes
+    ----------
+    path : Path
+        The PNG file.
+    title : str
+        Short heading.
+    caption : str
+        What it shows and what it was drawn from.
+    section : str
+        The analysis it belongs to (figures are grouped by section).
+    """
+
+    path: Path
+    title: str
+    caption: str = ""
+    section: str = "figures"
+
+
+@dataclass
+class ReportInputs:
+    """Everything a report shows, read from a run folder by :func:`load_run`."""
+
+    title: str = "defocus-forensics run"
+    figures: list[ReportFigure] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    fingerprints: dict[str, Any] = field(default_factory=dict)
+    notebooks: list[Path] = field(default_factory=list)
+    run: dict[str, Any] = field(default_factory=dict)
+
+
+def _read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def _fingerprints(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Pick the fingerprint-like entries of a cache manifest: hashes, versions, seeds."""
+    words = ("fingerprint", "sha256", "hash", "version", "seed")
+    out: dict[str, Any] = {}
+    for key, value in flatten({k: v for k, v in manifest.items() if k != "shards"}):
+        if any(word in key.lower() for word in words):
+            out[key] = value
+    shards = manifest.get("shards")
+    if isinstance(shards, list):
+        for shard in shards:
+            if isinstance(shard, dict) and shard.get("sha256"):
+                name = shard.get("name") or shard.get("file") or "shard"
+                out[f"shard {name}"] = shard["sha256"]
+    return out
+
+
+def load_run(
+    run_dir: str | Path,
+    *,
+    figures_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+) -> ReportInputs:
+    """Read what a report shows from a run folder.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run folder (see the module docstring for its layout).
+    figures_dir, cache_dir : str or Path, optional
+        Override ``RUN/figures`` and ``RUN/cache``.
+
+    Returns
+    -------
+    ReportInputs
+
+    Raises
+    ------
+    FileNotFoundError
+        If the run folder does not exist or holds no figure at all.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder not found: {run_dir}")
+    figures_dir = Path(figures_dir) if figures_dir is not None else run_dir / "figures"
+    cache_dir = Path(cache_dir) if cache_dir is not None else run_dir / "cache"
+    inputs = ReportInputs(title=f"defocus-forensics run: {run_dir.resolve().name}")
+
+    manifest_path = figures_dir / "figures_manifest.json"
+    if manifest_path.is_file():
+        manifest = _read_json(manifest_path)
+        for entry in manifest.get("figures", []):
+            png = entry.get("png") or entry.get("files", {}).get("png")
+            if not png:
+                continue
+            inputs.figures.append(
+                ReportFigure(
+                    path=figures_dir / png,
+                    title=entry.get("title", Path(png).stem),
+                    caption=entry.get("caption", ""),
+                    section=entry.get("section", "figures"),
+                )
+            )
+    elif figures_dir.is_dir():
+        for png in sorted(figures_dir.glob("*.png")):
+            inputs.figures.append(ReportFigure(path=png, title=png.stem.replace("_", " ")))
+    if not inputs.figures:
+        raise FileNotFoundError(
+            f"no figures in {figures_dir}: run 'defocus figures --cache CACHE --out {figures_dir}'"
+        )
+
+    if (run_dir / "summary.json").is_file():
+        inputs.summary = _read_json(run_dir / "summary.json")
+    if (run_dir / "run.json").is_file():
+        inputs.run = _read_json(run_dir / "run.json")
+    cache_manifest = cache_dir / "manifest.json"
+    if cache_manifest.is_file():
+        manifest = _read_json(cache_manifest)
+        inputs.config = {k: v for k, v in manifest.items() if k != "shards"}
+        inputs.fingerprints = _fingerprints(manifest)
+    notebooks_dir = run_dir / "notebooks"
+    if notebooks_dir.is_dir():
+        inputs.notebooks = sorted(notebooks_dir.glob("*.html"))
+    return inputs
+
+
+def flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Flatten nested dicts (and short lists) into ``(dotted.key, value)`` rows.
+
+    Parameters
+    ----------
+    obj : Any
+        A JSON-like value.
+    prefix : str
+        Key prefix of this level.
+
+    Returns
+    -------
+    list of (str, Any)
+        Leaf rows in insertion order; lists of scalars stay one row.
+    """
+    if isinstance(obj, dict):
+        rows: list[tuple[str, Any]] = []
+        for key, value in obj.items():
+            rows += flatten(value, f"{prefix}.{key}" if prefix else str(key))
+        return rows
+    if isinstance(obj, list) and obj and all(isinstance(v, dict) for v in obj):
+        rows = []
+        for i, value in enumerate(obj):
+            rows += flatten(value, f"{prefix}[{i}]")
+        return rows
+    return [(prefix, obj)]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return str(value)
+
+
+def _table(rows: list[tuple[str, Any]], css_class: str = "kv") -> str:
+    body = "\n".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in rows
+    )
+    return f'<table class="{css_class}">\n{body}\n</table>'
+
+
+def _img_src(path: Path, report_dir: Path, inline: bool) -> str:
+    if inline:
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        return f"data:image/png;base64,{data}"
+    try:
+        rel = path.resolve().relative_to(report_dir.resolve())
+    except ValueError:
+        rel = Path(_relpath(path.resolve(), report_dir.resolve()))
+    return html.escape(rel.as_posix(), quote=True)
+
+
+def _relpath(target: Path, start: Path) -> str:
+    import os
+
+    return os.path.relpath(target, start)
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px;
+       color: #222; line-height: 1.45; padding: 0 1em; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; }
+table { border-collapse: collapse; margin: .5em 0 1.5em; font-size: .92em; }
+th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; font-weight: 600; }
+td { font-family: ui-monospace, monospace; word-break: break-all; }
+figure { margin: 1em 0 2em; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { font-size: .9em; color: #555; }
+nav a { margin-right: 1em; } .muted { color: #777; font-size: .9em; }
+details pre { background: #f8f8f8; padding: .8em; overflow-x: auto; font-size: .85em; }
+"""
+
+
+def render_report(inputs: ReportInputs, report_dir: str | Path, *, inline: bool = True) -> str:
+    """Render the report's HTML.
+
+    Parameters
+    ----------
+    inputs : ReportInputs
+        Figures, summary, config and fingerprints.
+    report_dir : str or Path
+        Folder the report will be written to (for relative links).
+    inline : bool
+        Embed figures as base64 ``data:`` URIs (True) or link them (False).
+
+    Returns
+    -------
+    str
+        A complete HTML document.
+    """
+    report_dir = Path(report_dir)
+    sections: dict[str, list[ReportFigure]] = {}
+    for fig in inputs.figures:
+        sections.setdefault(fig.section, []).append(fig)
+
+    parts: list[str] = []
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts.append(f"<h1>{html.escape(inputs.title)}</h1>")
+    parts.append(
+        f'<p class="muted">generated {generated}; {len(inputs.figures)} figures; '
+        "figures embedded in this file</p>"
+        if inline
+        else f'<p class="muted">generated {generated}; {len(inputs.figures)} figures</p>'
+    )
+    nav = ['<a href="#summary">summary</a>']
+    nav += [f'<a href="#sec-{html.escape(s)}">{html.escape(s)}</a>' for s in sections]
+    nav += ['<a href="#config">config</a>', '<a href="#fingerprints">fingerprints</a>']
+    parts.append("<nav>" + " ".join(nav) + "</nav>")
+
+    parts.append('<h2 id="summary">Summary</h2>')
+    headline = inputs.summary.get("headline") if isinstance(inputs.summary, dict) else None
+    if headline:
+        parts.append("<h3>Headline numbers</h3>")
+        parts.append(_table(flatten(headline), "headline"))
+    rest = (
+        {k: v for k, v in inputs.summary.items() if k != "headline"}
+        if isinstance(inputs.summary, dict)
+        else {}
+    )
+    if rest:
+        parts.append("<h3>Analysis summary</h3>")
+        parts.append(_table(flatten(rest), "summary"))
+    if not inputs.summary:
+        parts.append('<p class="muted">no summary.json in this run</p>')
+    if inputs.run.get("stages"):
+        parts.append("<h3>Stages</h3>")
+        parts.append(_table(flatten(inputs.run["stages"]), "stages"))
+    if inputs.notebooks:
+        links = "".join(
+            f'<li><a href="{_img_src(p, report_dir, False)}">{html.escape(p.stem)}</a></li>'
+            for p in inputs.notebooks
+        )
+        parts.append(f"<h3>Executed notebooks</h3><ul>{links}</ul>")
+
+    for section, figs in sections.items():
+        parts.append(f'<h2 id="sec-{html.escape(section)}">{html.escape(section)}</h2>')
+        for fig in figs:
+            src = _img_src(fig.path, report_dir, inline)
+            parts.append(
+                "<figure>"
+                f'<img src="{src}" alt="{html.escape(fig.title, quote=True)}">'
+                f"<figcaption><b>{html.escape(fig.title)}</b>. "
+                f"{html.escape(fig.caption)} "
+                f'<span class="muted">({html.escape(fig.path.name)})</span></figcaption>'
+                "</figure>"
+            )
+
+    parts.append('<h2 id="config">Run config</h2>')
+    if inputs.run:
+        run_cfg = {k: v for k, v in inputs.run.items() if k != "stages"}
+        parts.append(_table(flatten(run_cfg), "run"))
+    if inputs.config:
+        parts.append("<h3>Cache manifest (extraction config)</h3>")
+        parts.append(
+            "<details open><summary>manifest.json without the shard list</summary><pre>"
+            + html.escape(json.dumps(inputs.config, indent=2, sort_keys=True, default=str))
+            + "</pre></details>"
+        )
+    if not inputs.run and not inputs.config:
+        parts.append('<p class="muted">no run.json and no cache manifest found</p>')
+    parts.append('<h2 id="fingerprints">Fingerprints</h2>')
+    if inputs.fingerprints:
+        parts.append(_table(flatten(inputs.fingerprints), "fingerprints"))
+    else:
+        parts.append('<p class="muted">no fingerprints recorded</p>')
+
+    body = "\n".join(parts)
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(inputs.title)}</title>\n<style>{_CSS}</style>\n</head>\n"
+        f"<body>\n{body}\n</body>\n</html>\n"
+    )
+
+
+def build_report(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    *,
+    inline: bool = True,
+    figures_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+) -> Path:
+    """Write ``report.html`` for a run folder.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run folder.
+    out : str or Path, optional
+        The report file; default ``RUN/report.html``.
+    inline : bool
+        Embed figures (default) or link them.
+    figures_dir, cache_dir : str or Path, optional
+        Override ``RUN/figures`` and ``RUN/cache``.
+
+    Returns
+    -------
+    Path
+        The report written.
+    """
+    inputs = load_run(run_dir, figures_dir=figures_dir, cache_dir=cache_dir)
+    out = Path(out) if out is not None else Path(run_dir) / "report.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = render_report(inputs, out.parent, inline=inline)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+    return out

@@ -1,0 +1,330 @@
+"""SyntheticDoF: built-in depth-of-field data with fakes that break thin-lens physics.
+
+Each scene is a stack of fronto-parallel layers: a background (a crop of a
+photo that ships with scikit-image or scikit-learn) far away and one to
+three foreground "objects" (soft-edged super-ellipses textured with other
+crops) nearer the camera. A real image is the scene rendered through a thin
+lens (:func:`detector.thin_lens.render_layers`): the camera focuses on one
+layer and every layer is blurred by ``sigma = k |1/d - 1/d_f|`` pixels,
+occlusion handled by blurring premultiplied colour and alpha together. The
+lens constant ``k`` is drawn so that the most blurred layer has a sigma of
+2 to 3.5 pixels at 128 px (scaled with the size).
+
+The fakes are made from the same scene, so each fake's ``pair_id`` is its
+real's id and they share content and colour statistics; they differ only
+in blur:
+
+``"all_in_focus"``
+    the scene rendered with every sigma 0 (what a generator without a lens
+    model produces). Global: mask all zeros.
+``"inconsistent_blur"``
+    the all-in-focus scene blurred by a sigma field that follows a tilted
+    plane (a ramp from 0 to the real's largest sigma in a random direction)
+    instead of the objects' depths: blur changes inside objects and runs
+    across their silhouettes. Global: mask all zeros.
+``"pasted_region"``
+    the real image with an elliptical region from another photo pasted in
+    (a "face swap"), rendered with its own focus: its sigma differs from the
+    sigma under it by 1.5 to 3 pixels (sharper on blurred parts, more
+    blurred on sharp parts), composited with a one-pixel soft edge. Its
+    ground-truth mask (alpha > 0.5) is the only non-zero mask.
+
+Everything is deterministic from ``seed``: scene ``i`` draws from
+``numpy.random.default_rng([seed, i])`` whatever the access order, batch
+size or worker count. Images get sensor noise (std 0.01) and are quantised
+to 8 bits, so items equal what ``defocus make-data`` writes as PNG.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from detector.data._base import Sample
+from detector.thin_lens import Layer, gaussian_blur, render_layers, sigma_from_depth
+
+__all__ = ["FAKE_GROUPS", "GROUPS", "SyntheticDoF", "photo_bank"]
+
+#: Fake groups, in the order they are cycled through.
+FAKE_GROUPS: tuple[str, ...] = ("all_in_focus", "inconsistent_blur", "pasted_region")
+#: All groups of SyntheticDoF.
+GROUPS: tuple[str, ...] = ("real", *FAKE_GROUPS)
+
+_COLOUR = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "cat")
+_GRAY = ("camera", "brick", "grass", "gravel", "coins", "moon", "clock")
+_BANK_SIDE = 192
+
+
+@functools.lru_cache(maxsize=1)
+def photo_bank() -> tuple[np.ndarray, ...]:
+    """The source photos, float32 ``(H, W, 3)`` in [0, 1], shorter side 192 px.
+
+    Colour photos of scikit-image and scikit-learn, and grayscale textures
+    (tinted per use). Bundled with those packages: nothing is downloaded.
+    """
+    from PIL import Image
+    from skimage import data
+
+    arrays = [getattr(data, n)() for n in _COLOUR]
+    try:
+        from sklearn.datasets import load_sample_images
+
+        arrays += list(load_sample_images().images)
+    except Exception:  # pragma: no cover - sklearn without its sample images
+        pass
+    arrays += [np.repeat(getattr(data, n)()[..., None], 3, axis=2) for n in _GRAY]
+    out = []
+    for a in arrays:
+        img = Image.fromarray(np.ascontiguousarray(a[..., :3]))
+        scale = _BANK_SIDE / min(img.size)
+        img = img.resize((round(img.width * scale), round(img.height * scale)), Image.BILINEAR)
+        out.append(np.asarray(img, dtype=np.float32) / 255.0)
+    return tuple(out)
+
+
+def _n_colour() -> int:
+    return len(photo_bank()) - len(_GRAY)
+
+
+def _crop(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A random crop of a random photo, resized to ``(size, size, 3)`` float64."""
+    from PIL import Image
+
+    bank = photo_bank()
+    k = int(rng.integers(len(bank)))
+    photo = bank[k]
+    h, w = photo.shape[:2]
+    side = int(rng.uniform(0.45, 0.9) * min(h, w))
+    y0, x0 = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
+    crop = photo[y0 : y0 + side, x0 : x0 + side]
+    img = Image.fromarray((crop * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR)
+    out = np.asarray(img, dtype=np.float64) / 255.0
+    if k >= _n_colour():  # grayscale texture: tint it
+        tint = rng.uniform(0.35, 1.0, size=3)
+        out = out * tint + rng.uniform(0.0, 0.3) * (1 - tint)
+    if rng.random() < 0.5:
+        out = out[:, ::-1]
+    return np.clip(out, 0.0, 1.0)
+
+
+def _blob(rng: np.random.Generator, size: int, r_lo: float, r_hi: float) -> np.ndarray:
+    """A soft-edged (one pixel) random super-ellipse alpha, ``(size, size)`` float64."""
+    cy, cx = rng.uniform(0.15, 0.85, size=2) * size
+    ry, rx = rng.uniform(r_lo, r_hi, size=2) * size
+    theta = rng.uniform(0, np.pi)
+    p = rng.uniform(1.6, 3.5)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
+    dy, dx = yy - cy, xx - cx
+    u = (np.cos(theta) * dx + np.sin(theta) * dy) / rx
+    v = (-np.sin(theta) * dx + np.cos(theta) * dy) / ry
+    r = (np.abs(u) ** p + np.abs(v) ** p) ** (1.0 / p)
+    # signed distance to the rim in pixels (approximately), one-pixel ramp
+    return np.clip((1.0 - r) * min(rx, ry) + 0.5, 0.0, 1.0)
+
+
+def _varying_blur(image: np.ndarray, sigma: np.ndarray, max_sigma: float) -> np.ndarray:
+    """Blur with a per-pixel sigma by interpolating a stack of uniformly blurred images."""
+    levels = np.linspace(0.0, max(max_sigma, 1e-6), 9)
+    stack = np.stack([gaussian_blur(image, s) for s in levels])
+    pos = np.clip(sigma / levels[1], 0, len(levels) - 1 - 1e-9)
+    lo = np.floor(pos).astype(np.int64)
+    frac = (pos - lo)[..., None]
+    rows, cols = np.indices(sigma.shape)
+    return (1 - frac) * stack[lo, rows, cols] + frac * stack[lo + 1, rows, cols]
+
+
+class SyntheticDoF(Dataset):
+    """Built-in depth-of-field data: thin-lens reals and physics-breaking fakes.
+
+    See the module docstring for how each group is made.
+
+    Parameters
+    ----------
+    n : int
+        Number of samples: scene ``i`` gives a real (even indices) and one
+        fake (odd indices) whose group cycles through ``fake_groups``; with
+        ``n`` odd the last scene gives only its real.
+    size : int, default=128
+        Side of the square images.
+    seed : int, default=0
+    fake_groups : sequence of str, default=FAKE_GROUPS
+        Which fakes to make (cycled from a seed-dependent offset).
+    noise : float, default=0.01
+        Std of the Gaussian sensor noise added before 8-bit quantisation.
+
+    Notes
+    -----
+    Items are dicts with ``image`` float32 ``(3, size, size)`` in [0, 1],
+    ``label``, ``id``, ``group``, ``pair_id``, ``video`` (""), ``index``
+    and ``mask`` float32 ``(1, size, size)``: the pasted region for
+    ``pasted_region`` fakes, zeros for reals and the two global fakes (they
+    have no localised manipulation). ``.samples`` holds :class:`Sample`
+    records with ``path=""``; :meth:`scene` returns all four renderings of
+    a scene with their true sigma maps.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        size: int = 128,
+        seed: int = 0,
+        fake_groups: Sequence[str] = FAKE_GROUPS,
+        noise: float = 0.01,
+    ) -> None:
+        if int(n) != n or n < 1:
+            raise ValueError(f"n must be a positive int, got {n!r}")
+        if int(size) != size or size < 32:
+            raise ValueError(f"size must be an int >= 32, got {size!r}")
+        if int(seed) != seed or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        fake_groups = tuple(fake_groups)
+        bad = [g for g in fake_groups if g not in FAKE_GROUPS]
+        if bad or not fake_groups:
+            raise ValueError(f"fake_groups must be a non-empty subset of {FAKE_GROUPS}, got {bad or fake_groups!r}")
+        if not 0.0 <= noise < 0.5:
+            raise ValueError(f"noise must be in [0, 0.5), got {noise!r}")
+        self.n, self.size, self.seed = int(n), int(size), int(seed)
+        self.fake_groups, self.noise = fake_groups, float(noise)
+        self.has_masks = True
+        self.image_size = self.size
+        offset = int(np.random.default_rng([self.seed, 2**31 - 1]).integers(len(fake_groups)))
+        self.samples: list[Sample] = []
+        for index in range(self.n):
+            scene, is_fake = divmod(index, 2)
+            real_id = f"syn{self.seed}-{scene:05d}-real"
+            if not is_fake:
+                self.samples.append(Sample("", 0, real_id, "real"))
+            else:
+                g = fake_groups[(scene + offset) % len(fake_groups)]
+                self.samples.append(Sample("", 1, f"syn{self.seed}-{scene:05d}-{g}", g, real_id))
+        self._last: tuple[int, dict[str, Any]] | None = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Labels of all samples, ndarray of shape (n_samples,), int64."""
+        return np.array([s.label for s in self.samples], dtype=np.int64)
+
+    def describe(self) -> dict[str, Any]:
+        """A plain-dict summary for manifests and logs."""
+        groups: dict[str, int] = {}
+        for s in self.samples:
+            groups[s.group] = groups.get(s.group, 0) + 1
+        return {
+            "dataset": "SyntheticDoF",
+            "n": self.n,
+            "size": self.size,
+            "seed": self.seed,
+            "fake_groups": list(self.fake_groups),
+            "noise": self.noise,
+            "groups": groups,
+        }
+
+    # -- rendering --------------------------------------------------------------------------
+    def scene(self, scene: int, groups: Sequence[str] = GROUPS) -> dict[str, Any]:
+        """Render scene ``scene`` in the given groups.
+
+        Parameters
+        ----------
+        scene : int
+            Scene number (sample ``2 * scene`` is its real).
+        groups : sequence of str
+            Renderings to make, from :data:`GROUPS`.
+
+        Returns
+        -------
+        dict
+            ``images``: {group: uint8 ndarray of shape (size, size, 3)};
+            ``sigma``: {group: float32 ndarray of shape (size, size)}, the
+            true blur sigma (pixels) at each pixel; ``mask``: uint8 ndarray of
+            shape (size, size), the pasted region (zeros if not rendered);
+            ``focus_layer``, ``depths``, ``sigmas``: the lens settings.
+        """
+        if int(scene) != scene or scene < 0:
+            raise ValueError(f"scene must be a non-negative int, got {scene!r}")
+        bad = [g for g in groups if g not in GROUPS]
+        if bad:
+            raise ValueError(f"unknown group {bad[0]!r}; groups are {GROUPS}")
+        s = self.size
+        scale = s / 128.0
+        rng = np.random.default_rng([self.seed, int(scene)])
+        n_fg = int(rng.integers(1, 4))
+        depths = np.concatenate([[rng.uniform(6.0, 12.0)], np.sort(rng.uniform(1.0, 4.0, n_fg))[::-1]])
+        textures = [_crop(rng, s) for _ in range(n_fg + 1)]
+        alphas = [np.ones((s, s))] + [_blob(rng, s, 0.14, 0.34) for _ in range(n_fg)]
+        focus = int(rng.integers(n_fg + 1))
+        raw = sigma_from_depth(depths, depths[focus], 1.0)
+        k = rng.uniform(2.0, 3.5) * scale / raw.max()
+        sigmas = raw * k
+        noise_rng = np.random.default_rng([self.seed, int(scene), 1])
+        fake_rng = np.random.default_rng([self.seed, int(scene), 2])
+        paste_texture = _crop(fake_rng, s)
+        paste_alpha = _blob(fake_rng, s, 0.12, 0.22)
+        ramp_dir = fake_rng.uniform(0, 2 * np.pi)
+        paste_delta = fake_rng.uniform(1.5, 3.0) * scale
+
+        out: dict[str, Any] = {"images": {}, "sigma": {}, "mask": np.zeros((s, s), np.uint8)}
+        out.update(focus_layer=focus, depths=depths, sigmas=sigmas)
+        real, real_sigma = render_layers(
+            [Layer(t, a, float(sg)) for t, a, sg in zip(textures, alphas, sigmas, strict=True)]
+        )
+        renders: dict[str, tuple[np.ndarray, np.ndarray]] = {"real": (real, real_sigma)}
+        if "all_in_focus" in groups or "inconsistent_blur" in groups:
+            aif, _ = render_layers([Layer(t, a, 0.0) for t, a in zip(textures, alphas, strict=True)])
+            renders["all_in_focus"] = (aif, np.zeros((s, s)))
+            if "inconsistent_blur" in groups:
+                yy, xx = np.mgrid[0:s, 0:s] / (s - 1.0)
+                t = np.cos(ramp_dir) * xx + np.sin(ramp_dir) * yy
+                t = (t - t.min()) / (t.max() - t.min())
+                field = t * sigmas.max()
+                renders["inconsistent_blur"] = (_varying_blur(aif, field, sigmas.max()), field)
+        if "pasted_region" in groups:
+            cy, cx = np.argwhere(paste_alpha > 0.5).mean(axis=0).astype(int)
+            under = float(real_sigma[cy, cx])
+            sp = under + paste_delta if under < 1.0 * scale else max(0.0, under - paste_delta)
+            patch = gaussian_blur(paste_texture, sp)
+            a = paste_alpha[..., None]
+            renders["pasted_region"] = (
+                a * patch + (1 - a) * real,
+                np.where(paste_alpha > 0.5, sp, real_sigma),
+            )
+            out["mask"] = (paste_alpha > 0.5).astype(np.uint8)
+        noise = noise_rng.normal(0.0, self.noise, (s, s, 3)) if self.noise else 0.0
+        for g in groups:
+            img, sig = renders[g]
+            noisy = img + noise
+            out["images"][g] = np.clip(np.rint(noisy * 255.0), 0, 255).astype(np.uint8)
+            out["sigma"][g] = sig.astype(np.float32)
+        return out
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not -self.n <= index < self.n:
+            raise IndexError(f"index {index} out of range for {self.n} samples")
+        index = index % self.n
+        rec = self.samples[index]
+        scene = index // 2
+        if self._last is None or self._last[0] != scene:
+            want = ["real"]
+            if 2 * scene + 1 < self.n:
+                want.append(self.samples[2 * scene + 1].group)
+            self._last = (scene, self.scene(scene, want))
+        rendered = self._last[1]
+        img = torch.from_numpy(rendered["images"][rec.group].transpose(2, 0, 1).astype(np.float32) / 255.0)
+        mask = rendered["mask"] if rec.group == "pasted_region" else np.zeros((self.size, self.size), np.uint8)
+        return {
+            "image": img,
+            "mask": torch.from_numpy(mask.astype(np.float32))[None],
+            "label": rec.label,
+            "id": rec.id,
+            "group": rec.group,
+            "pair_id": rec.pair_id,
+            "video": "",
+            "index": index,
+        }

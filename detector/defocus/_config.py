@@ -1,0 +1,129 @@
+"""The defocus estimator's configuration: one frozen dataclass, validated once."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+__all__ = ["DefocusConfig"]
+
+_MODES = ("reference", "accurate")
+_RANGES = ("unit", "symmetric")
+_PROPAGATIONS = ("guided", "matting")
+_BACKENDS = ("auto", "numpy", "torch")
+
+
+def _positive(name: str, value, *, integer: bool = False, allow_zero: bool = False) -> None:
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+    if integer and int(value) != value:
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+
+
+def _choice(name: str, value, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class DefocusConfig:
+    """Parameters of :func:`~detector.defocus.estimate_defocus`.
+
+    Parameters
+    ----------
+    mode : {"reference", "accurate"}, default="reference"
+        ``"reference"`` reproduces the paper's pipeline exactly (ALGORITHM.md
+        section 1); ``"accurate"`` is the physically calibrated estimator
+        (section 2) whose maps are blur sigmas in pixels.
+    size : int or None, default=299
+        Side of the square output maps; None keeps the input resolution.
+    sigma1, sigma2 : float, default=1.5, 2.0
+        The two derivative-of-Gaussian scales (``sigma1 < sigma2``).
+    radius : int, default=7
+        Guided-filter window radius (window ``2 * radius + 1``).
+    eps : float, default=1e-2
+        Guided-filter regulariser.
+    input_range : {"unit", "symmetric"}, default="unit"
+        ``"symmetric"`` reproduces the paper's data loader, which feeds the
+        pipeline ``2 * x - 1`` (Canny sees ``clip(gray, 0, 1)`` of it and the
+        guide has twice the range); images passed in are still in [0, 1].
+    propagation : {"guided", "matting"}, default="guided"
+        How the sparse edge estimates become a dense map: the guided filter
+        (the paper) or the Levin matting Laplacian solved with scipy.sparse.
+    canny_sigma, canny_low, canny_high : float, default=1.5, 0.1, 0.2
+        Canny smoothing and hysteresis thresholds (scikit-image semantics).
+    kernel_size : int, default=11
+        Side of the reference mode's derivative-of-Gaussian kernels (odd).
+    max_blur : float, default=5.0
+        Upper clamp of the sparse blur estimate (pixels).
+    matting_lambda : float, default=1e-3
+        Data weight of the matting propagation ``(L + lambda D) x = lambda D s``.
+    matting_eps : float, default=1e-5
+        Regulariser of the matting Laplacian's local colour model.
+    backend : {"auto", "numpy", "torch"}, default="auto"
+        ``"auto"`` runs the torch implementation for CUDA tensors and the
+        numpy/scipy one (faster on CPU) otherwise.
+    n_threads : int or None, default=None
+        Worker threads of the numpy backend; None uses ``torch.get_num_threads()``.
+    """
+
+    mode: str = "reference"
+    size: int | None = 299
+    sigma1: float = 1.5
+    sigma2: float = 2.0
+    radius: int = 7
+    eps: float = 1e-2
+    input_range: str = "unit"
+    propagation: str = "guided"
+    canny_sigma: float = 1.5
+    canny_low: float = 0.1
+    canny_high: float = 0.2
+    kernel_size: int = 11
+    max_blur: float = 5.0
+    matting_lambda: float = 1e-3
+    matting_eps: float = 1e-5
+    backend: str = "auto"
+    n_threads: int | None = None
+
+    def __post_init__(self):
+        _choice("mode", self.mode, _MODES)
+        _choice("input_range", self.input_range, _RANGES)
+        _choice("propagation", self.propagation, _PROPAGATIONS)
+        _choice("backend", self.backend, _BACKENDS)
+        if self.size is not None:
+            _positive("size", self.size, integer=True)
+            if self.size < 8:
+                raise ValueError(f"size must be at least 8 or None, got {self.size!r}")
+        _positive("sigma1", self.sigma1)
+        _positive("sigma2", self.sigma2)
+        if not self.sigma1 < self.sigma2:
+            raise ValueError(
+                f"sigma1 must be smaller than sigma2, got sigma1={self.sigma1!r}, "
+                f"sigma2={self.sigma2!r}"
+            )
+        _positive("radius", self.radius, integer=True)
+        _positive("eps", self.eps)
+        _positive("canny_sigma", self.canny_sigma)
+        _positive("canny_low", self.canny_low, allow_zero=True)
+        _positive("canny_high", self.canny_high, allow_zero=True)
+        if self.canny_high < self.canny_low:
+            raise ValueError(
+                f"canny_high must be >= canny_low, got canny_low={self.canny_low!r}, "
+                f"canny_high={self.canny_high!r}"
+            )
+        _positive("kernel_size", self.kernel_size, integer=True)
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd, got {self.kernel_size!r}")
+        _positive("max_blur", self.max_blur)
+        _positive("matting_lambda", self.matting_lambda)
+        _positive("matting_eps", self.matting_eps)
+        if self.n_threads is not None:
+            _positive("n_threads", self.n_threads, integer=True)
+
+    def to_dict(self) -> dict:
+        """Return the configuration as a plain JSON-serialisable dict."""
+        return asdict(self)

@@ -1,0 +1,501 @@
+"""Training and evaluation of detectors: seeded, resumable, with metrics as JSON and CSV.
+
+``train(model, train_ds, val_ds, out_dir, ...)`` runs BCE-with-logits and
+Adam, evaluates on ``val_ds`` after every epoch, keeps the best checkpoint
+(``best.pt``, by validation AUC unless told otherwise) and the last one
+(``last.pt``, with the optimizer state, to resume from), and writes
+``history.csv`` and ``metrics.json``. ``evaluate(model, ds)`` returns a dict
+of metrics (accuracy, AUC, AP, EER, video-level AUC, per fake group).
+
+Unreadable images are skipped by the collate function, counted, and listed
+with their paths and reasons in the metrics (``n_skipped``, ``skipped``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from detector.checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
+from detector.data import collate_samples
+from detector.device import resolve_device
+from detector.metrics import binary_metrics
+
+__all__ = ["TrainResult", "evaluate", "predict", "seed_everything", "train"]
+
+_SELECT = ("auc", "accuracy", "ap", "loss")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (CPU and CUDA)."""
+    import random
+
+    if int(seed) != seed or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():  # pragma: no cover - no GPU here
+        torch.cuda.manual_seed_all(seed)
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, np.generic):
+        return _json_safe(obj.item())
+    if isinstance(obj, Path):
+        return os.fspath(obj)
+    return obj
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_json_safe(obj), indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+class _InputCache:
+    """Model inputs (``model.model_input``) kept per dataset index across epochs."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.store: dict[int, torch.Tensor] = {}
+
+    def __call__(self, model: nn.Module, batch: dict[str, Any], device: torch.device) -> torch.Tensor:
+        idx = batch["index"].tolist()
+        if self.enabled and all(i in self.store for i in idx):
+            return torch.stack([self.store[i] for i in idx]).to(device)
+        x = model.model_input(batch["image"].to(device))
+        if self.enabled:
+            for i, xi in zip(idx, x.detach().cpu(), strict=True):
+                if i >= 0:
+                    self.store[i] = xi.clone()
+        return x
+
+
+def _loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int) -> DataLoader:
+    gen = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        collate_fn=collate_samples,
+        generator=gen,
+    )
+
+
+def predict(
+    model: nn.Module,
+    ds: Dataset,
+    batch_size: int = 64,
+    device: str | torch.device = "auto",
+    num_workers: int = 0,
+    progress: bool = True,
+    desc: str = "evaluate",
+    _cache: _InputCache | None = None,
+) -> dict[str, Any]:
+    """Run ``model`` over ``ds`` and collect logits.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A detector (``model_input`` and ``classify``), or any module mapping
+        ``(B, 3, H, W)`` images to ``(B, 1)`` logits.
+    ds : torch.utils.data.Dataset
+        Items as :mod:`detector.data` makes them.
+    batch_size, device, num_workers, progress, desc
+        Loader and display settings.
+
+    Returns
+    -------
+    dict
+        ``logits`` ndarray of shape (n,), ``labels`` (n,), lists ``ids``,
+        ``groups``, ``videos``, and ``skipped`` (list of (path, reason)).
+    """
+    from tqdm.auto import tqdm
+
+    dev = resolve_device(device)
+    model.to(dev)
+    was_training = model.training
+    model.eval()
+    logits, labels, ids, groups, videos, skipped = [], [], [], [], [], []
+    loader = _loader(ds, batch_size, False, 0, num_workers)
+    with torch.no_grad():
+        for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+            skipped += batch["failed"]
+            if batch["image"] is None:
+                continue
+            if hasattr(model, "model_input"):
+                x = (_cache or _InputCache(False))(model, batch, dev)
+                out = model.classify(x)
+            else:
+                out = model(batch["image"].to(dev))
+            logits.append(out.reshape(-1).float().cpu().numpy())
+            labels.append(batch["label"].numpy())
+            ids += batch["id"]
+            groups += batch["group"]
+            videos += batch["video"]
+    model.train(was_training)
+    return {
+        "logits": np.concatenate(logits) if logits else np.zeros(0),
+        "labels": np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64),
+        "ids": ids,
+        "groups": groups,
+        "videos": videos,
+        "skipped": skipped,
+    }
+
+
+def _metrics_from_predictions(pred: dict[str, Any]) -> dict[str, Any]:
+    y, s = pred["labels"], pred["logits"]
+    videos = pred["videos"] if any(pred["videos"]) else None
+    out: dict[str, Any] = binary_metrics(y, s, video_ids=videos)
+    if y.size:
+        t = torch.from_numpy(s.astype(np.float32))
+        out["loss"] = float(
+            nn.functional.binary_cross_entropy_with_logits(t, torch.from_numpy(y.astype(np.float32)))
+        )
+    else:
+        out["loss"] = math.nan
+    groups = np.asarray(pred["groups"], dtype=object)
+    per_group = {}
+    for g in sorted(set(groups[y == 1].tolist())) if y.size else []:
+        sel = (y == 0) | (groups == g)
+        m = binary_metrics(y[sel], s[sel])
+        per_group[g] = {k: m[k] for k in ("n_fake", "accuracy", "auc", "ap", "eer")}
+    out["per_group"] = per_group
+    out["n_skipped"] = len(pred["skipped"])
+    out["skipped"] = [{"path": p, "reason": r} for p, r in pred["skipped"]]
+    return out
+
+
+def evaluate(
+    model: nn.Module,
+    ds: Dataset,
+    batch_size: int = 64,
+    device: str | torch.device = "auto",
+    num_workers: int = 0,
+    progress: bool = True,
+    return_predictions: bool = False,
+) -> dict[str, Any]:
+    """Metrics of ``model`` on ``ds``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    ds : torch.utils.data.Dataset
+    batch_size : int, default=64
+    device : str or torch.device, default="auto"
+    num_workers : int, default=0
+    progress : bool, default=True
+        Show a tqdm bar on stderr.
+    return_predictions : bool, default=False
+        Add ``predictions``: a list of ``{"id", "group", "label", "logit"}``.
+
+    Returns
+    -------
+    dict
+        ``n``, ``n_real``, ``n_fake``, ``accuracy`` (logit > 0), ``auc``,
+        ``ap``, ``eer``, ``eer_threshold``, ``tp``, ``fp``, ``tn``, ``fn``,
+        ``loss`` (mean BCE), ``video_auc`` and ``n_videos`` (nan and 0 when
+        the samples have no video ids), ``per_group`` ({fake group: metrics
+        of the reals against that group}), ``n_skipped`` and ``skipped``
+        (unreadable images with their paths and reasons).
+    """
+    pred = predict(model, ds, batch_size, device, num_workers, progress)
+    out = _metrics_from_predictions(pred)
+    if return_predictions:
+        out["predictions"] = [
+            {"id": i, "group": g, "label": int(lab), "logit": float(lo)}
+            for i, g, lab, lo in zip(pred["ids"], pred["groups"], pred["labels"], pred["logits"], strict=True)
+        ]
+    return out
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes
+    ----------
+    out_dir : str
+    best_checkpoint, last_checkpoint : str
+        Paths of ``best.pt`` and ``last.pt``.
+    best_epoch : int
+        1-based epoch of the best validation score.
+    best_val : dict
+        Validation metrics of the best epoch.
+    history : list of dict
+        One row per epoch: ``epoch``, ``train_loss``, ``train_accuracy``,
+        ``val_*`` metrics, ``seconds``.
+    n_skipped : int
+        Unreadable images met (training and validation, all epochs).
+    skipped : list of dict
+        ``{"path", "reason"}`` of each distinct unreadable image.
+    seconds : float
+        Wall time of this call.
+    """
+
+    out_dir: str
+    best_checkpoint: str
+    last_checkpoint: str
+    best_epoch: int
+    best_val: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    n_skipped: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the result as a JSON-ready dict."""
+        return _json_safe(asdict(self))
+
+
+def _score(metrics: dict[str, Any], select: str) -> float:
+    v = metrics.get(select, math.nan)
+    if v is None or not math.isfinite(v):
+        return -math.inf
+    return -v if select == "loss" else v
+
+
+def train(
+    model: nn.Module,
+    train_ds: Dataset,
+    val_ds: Dataset | None,
+    out_dir: str | os.PathLike,
+    epochs: int = 10,
+    batch_size: int = 32,
+    lr: float = 1e-4,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    num_workers: int = 0,
+    weight_decay: float = 0.0,
+    select: str = "auc",
+    resume: bool = True,
+    cache_inputs: bool | str = "auto",
+    progress: bool = True,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Train a detector with BCE-with-logits and Adam; keep the best and last checkpoints.
+
+    Parameters
+    ----------
+    model : Detector
+        From :func:`detector.models.build_detector` (its ``config`` goes into
+        the checkpoints).
+    train_ds, val_ds : Dataset
+        Items as :mod:`detector.data` makes them; ``val_ds`` None selects
+        the last epoch.
+    out_dir : str or path-like
+        Receives ``best.pt``, ``last.pt``, ``history.csv``, ``metrics.json``.
+    epochs : int, default=10
+        Total epochs (a resumed run continues up to this number).
+    batch_size : int, default=32
+    lr : float, default=1e-4
+        Adam learning rate (the paper's).
+    seed : int, default=0
+        Seeds torch and the shuffling (epoch ``e`` shuffles with seed
+        ``seed * 1000 + e``, so a resumed run sees the same order).
+    device : str or torch.device, default="auto"
+    num_workers : int, default=0
+    weight_decay : float, default=0.0
+    select : {"auc", "accuracy", "ap", "loss"}, default="auc"
+        Validation metric that picks the best checkpoint (the paper: accuracy).
+    resume : bool, default=True
+        Continue from ``out_dir/last.pt`` when it exists (same model config).
+    cache_inputs : bool or "auto", default="auto"
+        Keep each sample's model input (the defocus map, which has no
+        trainable part) in memory after the first epoch; "auto" does so when
+        the inputs need at most 2 GiB. Valid because inputs are not augmented.
+    progress : bool, default=True
+    callback : callable, optional
+        Called with each epoch's history row.
+
+    Returns
+    -------
+    TrainResult
+    """
+    from tqdm.auto import tqdm
+
+    if int(epochs) != epochs or epochs < 1:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    if select not in _SELECT:
+        raise ValueError(f"select must be one of {_SELECT}, got {select!r}")
+    if len(train_ds) == 0:
+        raise ValueError("train_ds is empty")
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device)
+    seed_everything(seed)
+    model.to(dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    criterion = nn.BCEWithLogitsLoss()
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    settings = dict(
+        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, weight_decay=weight_decay, select=select
+    )
+
+    history: list[dict[str, Any]] = []
+    best_epoch, best_val, best_score = 0, {}, -math.inf
+    skipped: dict[str, str] = {}
+    n_skipped = 0
+    start = 1
+    if resume and last_path.is_file():
+        ckpt = read_checkpoint(last_path, map_location=dev)
+        saved = ckpt.config or {}
+        if saved and saved != getattr(model, "config", saved):
+            raise ValueError(
+                f"{os.fspath(last_path)!r} was trained with model config {saved}, not "
+                f"{getattr(model, 'config', None)}; use another out_dir or resume=False"
+            )
+        load_checkpoint(model, last_path, map_location=dev)
+        extra = ckpt.extra
+        optimizer.load_state_dict(extra["optimizer"])
+        history = list(extra.get("history", []))
+        best_epoch = int(extra.get("best_epoch", 0))
+        best_val = dict(extra.get("best_val", {}))
+        best_score = float(extra.get("best_score", -math.inf))
+        skipped = dict(extra.get("skipped", {}))
+        n_skipped = int(extra.get("n_skipped", 0))
+        start = int(extra["epoch"]) + 1
+
+    item_shape = None
+    if cache_inputs == "auto":
+        try:
+            probe = train_ds[0]
+            size = getattr(model, "image_size", probe["image"].shape[-1])
+            channels = {"defocus": 1, "rgb": 3, "fusion": 4}.get(getattr(model, "kind", ""), 3)
+            item_shape = (channels, size, size)
+            n_all = len(train_ds) + (len(val_ds) if val_ds is not None else 0)
+            cache_inputs = n_all * int(np.prod(item_shape)) * 4 <= 2 * 2**30
+        except Exception:  # unreadable first item or unknown layout: no cache
+            cache_inputs = False
+    train_cache, val_cache = _InputCache(bool(cache_inputs)), _InputCache(bool(cache_inputs))
+
+    for epoch in range(start, epochs + 1):
+        te = time.perf_counter()
+        model.train()
+        loader = _loader(train_ds, batch_size, True, seed * 1000 + epoch, num_workers)
+        losses, correct, seen = [], 0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False)
+        for batch in bar:
+            for p, r in batch["failed"]:
+                n_skipped += 1
+                skipped.setdefault(p, r)
+            if batch["image"] is None:
+                continue
+            y = batch["label"].float().to(dev)[:, None]
+            x = train_cache(model, batch, dev) if hasattr(model, "model_input") else batch["image"].to(dev)
+            logits = model.classify(x) if hasattr(model, "classify") else model(x)
+            loss = criterion(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss) * y.shape[0])
+            correct += int(((logits.detach() > 0).float() == y).sum())
+            seen += y.shape[0]
+            bar.set_postfix(loss=f"{losses[-1] / y.shape[0]:.4f}", acc=f"{correct / seen:.3f}")
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "train_loss": sum(losses) / seen if seen else math.nan,
+            "train_accuracy": correct / seen if seen else math.nan,
+        }
+        if val_ds is not None:
+            pred = predict(model, val_ds, batch_size, dev, num_workers, progress, "validate", val_cache)
+            for p, r in pred["skipped"]:
+                n_skipped += 1
+                skipped.setdefault(p, r)
+            val = _metrics_from_predictions(pred)
+            val.pop("skipped")
+            row.update({f"val_{k}": v for k, v in val.items() if not isinstance(v, dict)})
+        else:
+            val = {}
+        row["seconds"] = time.perf_counter() - te
+        history.append(row)
+        score = _score(val, select) if val_ds is not None else float(epoch)
+        if score > best_score or best_epoch == 0:
+            best_epoch, best_val, best_score = epoch, val, score
+            save_checkpoint(model, best_path, epoch=epoch, val=_json_safe(val), settings=settings)
+        save_checkpoint(
+            model,
+            last_path,
+            epoch=epoch,
+            optimizer=optimizer.state_dict(),
+            history=_json_safe(history),
+            best_epoch=best_epoch,
+            best_val=_json_safe(best_val),
+            best_score=best_score,
+            skipped=skipped,
+            n_skipped=n_skipped,
+            settings=settings,
+        )
+        _write_history(out / "history.csv", history)
+        if callback is not None:
+            callback(row)
+
+    result = TrainResult(
+        out_dir=os.fspath(out),
+        best_checkpoint=os.fspath(best_path),
+        last_checkpoint=os.fspath(last_path),
+        best_epoch=best_epoch,
+        best_val=best_val,
+        history=history,
+        n_skipped=n_skipped,
+        skipped=[{"path": p, "reason": r} for p, r in sorted(skipped.items())],
+        seconds=time.perf_counter() - t0,
+    )
+    _write_json(
+        out / "metrics.json",
+        {
+            "model": getattr(model, "config", {}),
+            "settings": settings,
+            "train_data": _describe(train_ds),
+            "val_data": _describe(val_ds),
+            **result.to_dict(),
+        },
+    )
+    return result
+
+
+def _describe(ds: Dataset | None) -> dict[str, Any] | None:
+    if ds is None:
+        return None
+    if hasattr(ds, "describe"):
+        return ds.describe()
+    return {"dataset": type(ds).__name__, "n": len(ds)}
+
+
+def _write_history(path: Path, rows: list[dict[str, Any]]) -> None:
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if v is None else v) for k, v in _json_safe(r).items()})
+    os.replace(tmp, path)

@@ -1,0 +1,226 @@
+"""Attribution guarantees: linear closed form, completeness, exact Shapley, seeding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cache.explainers import EXPLAINERS, ExplainerConfig, get_explainer
+from cache.sampling import draw_points, sample_seed
+from cache.testing import (
+    LinearModel,
+    MultilinearGroupModel,
+    TinyDetector,
+    exact_shapley_groups,
+)
+
+SHAPE = (1, 6, 6)
+
+
+@pytest.fixture
+def linear(seed):
+    gen = torch.Generator().manual_seed(seed)
+    model = LinearModel(torch.randn(SHAPE, generator=gen), bias=0.7).eval()
+    background = torch.rand((5, *SHAPE), generator=gen)
+    inputs = torch.rand((3, *SHAPE), generator=gen)
+    return model, background, inputs
+
+
+def test_sample_seed_is_stable_and_distinct():
+    assert sample_seed(0, "a") == sample_seed(0, "a")
+    assert len({sample_seed(0, "a"), sample_seed(1, "a"), sample_seed(0, "b")}) == 3
+    # the derivation is part of the format: sha256("0\x00real-000")[:4] little-endian
+    import hashlib
+
+    digest = hashlib.sha256(b"0\x00real-000").digest()
+    assert sample_seed(0, "real-000") == int.from_bytes(digest[:4], "little")
+    with pytest.raises(ValueError, match="run_seed must be an integer"):
+        sample_seed("0", "a")
+
+
+@pytest.mark.parametrize("scheme", ["shap", "iid", "stratified"])
+@pytest.mark.parametrize(("n", "m"), [(200, 10), (7, 10), (25, 4)])
+def test_draw_points(scheme, n, m):
+    index, t, w = draw_points(scheme, n, m, seed=3)
+    assert index.shape == t.shape == w.shape == (n,)
+    assert index.min() >= 0 and index.max() < m and t.min() >= 0 and t.max() < 1
+    np.testing.assert_allclose(w.sum(), 1.0, rtol=1e-12)
+    if scheme == "stratified" and n >= m:
+        # every background image carries total weight 1/M, its t one per stratum
+        for b in range(m):
+            np.testing.assert_allclose(w[index == b].sum(), 1 / m, rtol=1e-12)
+            tb = np.sort(t[index == b])
+            np.testing.assert_array_equal(np.floor(tb * len(tb)), np.arange(len(tb)))
+
+
+def test_draw_points_shap_reproduces_shaps_generator():
+    index, t, _ = draw_points("shap", 5, 10, seed=11)
+    np.random.seed(11)  # what shap.GradientExplainer.shap_values(..., rseed=11) does
+    for k in range(5):
+        assert index[k] == np.random.choice(10)
+        assert t[k] == np.random.uniform()
+
+
+def test_linear_model_closed_form_stratified(linear):
+    model, background, inputs = linear
+    e = get_explainer("shap-gradient", model, background, nsamples=20, sampling="stratified")
+    attr, comp = e.attribute(inputs, ["a", "b", "c"], return_completeness=True)
+    want = model.weight.detach() * (inputs - background.mean(0))
+    # float32 inputs, float64 accumulation: a few float32 ulps
+    torch.testing.assert_close(attr, want, rtol=1e-5, atol=1e-6)
+    assert comp.shape == (3,) and comp.abs().max() < 1e-4
+
+
+def test_linear_model_shap_sampling_uses_the_drawn_backgrounds(linear):
+    model, background, inputs = linear
+    e = get_explainer("shap-gradient", model, background, nsamples=50, seed=4)
+    attr = e.attribute(inputs, ["a", "b", "c"])
+    for j, sid in enumerate("abc"):
+        index, _, _ = draw_points("shap", 50, 5, sample_seed(4, sid))
+        want = model.weight.detach() * (inputs[j] - background[index].mean(0))
+        torch.testing.assert_close(attr[j], want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", EXPLAINERS)
+def test_every_explainer_shapes_seeding_and_batch_independence(name):
+    model = TinyDetector("defocus", size=12, width=4, seed=1).eval()
+    gen = torch.Generator().manual_seed(0)
+    background = torch.rand((4, 1, 12, 12), generator=gen)
+    x = torch.rand((5, 1, 12, 12), generator=gen)
+    ids = [f"s{i}" for i in range(5)]
+    params = {"nsamples": 16, "n_steps": 4, "window": 4, "stride": 4, "seed": 7}
+    params = {k: v for k, v in params.items() if k in ExplainerConfig(name=name).to_dict()}
+    params["seed"] = 7
+    e = get_explainer(name, model.classify, background, **params)
+    full, comp = e.attribute(x, ids, return_completeness=True)
+    assert full.shape == x.shape and full.dtype == torch.float32 and comp.shape == (5,)
+    assert torch.isfinite(full).all() and full.abs().sum() > 0
+    # the same samples in other batches, in another order: equal to float rounding
+    parts = torch.cat([e.attribute(x[[3, 1]], [ids[3], ids[1]]), e.attribute(x[[0]], ids[:1])])
+    torch.testing.assert_close(parts, full[[3, 1, 0]], rtol=1e-5, atol=1e-7)
+    again = get_explainer(name, model.classify, background, **params)
+    torch.testing.assert_close(again.attribute(x[4:], ids[4:]), full[4:], rtol=1e-5, atol=1e-7)
+    assert e.to_dict()["name"] == name and e.to_dict()["seed"] == 7
+
+
+def test_other_seed_changes_random_explainers():
+    model = TinyDetector("defocus", size=12, width=4, seed=1).eval()
+    background = torch.rand((4, 1, 12, 12), generator=torch.Generator().manual_seed(0))
+    x = background[:2] * 0.5 + 0.2
+    a = get_explainer("shap-gradient", model.classify, background, nsamples=8, seed=0)
+    b = get_explainer("shap-gradient", model.classify, background, nsamples=8, seed=1)
+    assert not torch.allclose(a.attribute(x, ["p", "q"]), b.attribute(x, ["p", "q"]))
+
+
+def test_native_shap_gradient_equals_shap_gradientexplainer():
+    model = TinyDetector("defocus", size=10, width=4, seed=2).eval()
+    gen = torch.Generator().manual_seed(1)
+    background = torch.rand((6, 1, 10, 10), generator=gen)
+    x = torch.rand((2, 1, 10, 10), generator=gen)
+    ids = ["img-1", "img-2"]
+    native = get_explainer("shap-gradient", model.classify, background, nsamples=40, seed=3)
+    ref = get_explainer(
+        "shap-gradient", model.classify, background, nsamples=40, seed=3, backend="shap"
+    )
+    a, b = native.attribute(x, ids), ref.attribute(x, ids)
+    # identical draws and arithmetic: equal to float rounding (bit-equal on this machine)
+    torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9)
+
+
+def _multilinear_setup(seed, n_groups=9, side=6):
+    gen = torch.Generator().manual_seed(seed)
+    groups = torch.randint(0, n_groups, (1, side, side), generator=gen)
+    groups.view(-1)[:n_groups] = torch.arange(n_groups)  # every group present
+    model = MultilinearGroupModel(groups, seed=seed).eval()
+    background = torch.rand((3, 1, side, side), generator=gen) / side
+    x = torch.rand((1, 1, side, side), generator=gen) / side
+    z_x = model.group_sums(x).double().numpy()[0]
+    z_bg = model.group_sums(background).double().numpy()
+
+    def value(z):
+        with torch.no_grad():
+            return model.double().of_sums(torch.from_numpy(z)).numpy()
+
+    phi = exact_shapley_groups(value, z_x, z_bg)
+    model.float()
+    onehot = model.onehot.numpy()
+    return model, background, x, phi, onehot
+
+
+def _group_sum(attr, onehot):
+    return attr[0].double().numpy().reshape(-1) @ onehot.reshape(-1, onehot.shape[-1])
+
+
+def test_exact_shapley_by_enumeration_checks_itself(seed):
+    model, background, x, phi, _ = _multilinear_setup(seed)
+    with torch.no_grad():
+        gap = float(model(x)[0, 0] - model(background).mean())
+    np.testing.assert_allclose(phi.sum(), gap, rtol=1e-5)  # efficiency of the enumeration
+
+
+def test_ig_over_background_equals_exact_shapley(seed):
+    # f is a cubic polynomial in t along each path; 4-point Gauss-Legendre is exact for it
+    model, background, x, phi, onehot = _multilinear_setup(seed)
+    e = get_explainer("captum-ig", model, background, n_steps=4, ig_method="gausslegendre")
+    got = _group_sum(e.attribute(x, ["x"]), onehot)
+    np.testing.assert_allclose(got, phi, rtol=1e-4, atol=1e-5 * np.abs(phi).max())
+    assert abs(float(e.last_delta[0])) < 1e-4
+
+
+def test_expected_gradients_converge_to_exact_shapley(seed):
+    model, background, x, phi, onehot = _multilinear_setup(seed)
+    e = get_explainer(
+        "shap-gradient", model, background, nsamples=3 * 400, sampling="stratified", seed=seed
+    )
+    got = _group_sum(e.attribute(x, ["x"]), onehot)
+    # stratified t with 400 points per background (measured error ~1e-6 of max |phi|)
+    np.testing.assert_allclose(got, phi, atol=1e-4 * np.abs(phi).max())
+    shap_draws = get_explainer("shap-gradient", model, background, nsamples=2000, seed=seed)
+    got = _group_sum(shap_draws.attribute(x, ["x"]), onehot)
+    # shap's iid draws: Monte Carlo error; 2000 draws give a few % of max |phi|
+    np.testing.assert_allclose(got, phi, atol=0.1 * np.abs(phi).max())
+
+
+def test_completeness_of_gradient_methods_on_a_relu_net():
+    model = TinyDetector("defocus", size=12, width=4, seed=5).eval()
+    gen = torch.Generator().manual_seed(2)
+    background = torch.rand((4, 1, 12, 12), generator=gen)
+    x = torch.rand((3, 1, 12, 12), generator=gen)
+    with torch.no_grad():
+        scale = float((model.classify(x) - model.classify(background).mean()).abs().max())
+    ig = get_explainer("captum-ig", model.classify, background, n_steps=64)
+    _, comp = ig.attribute(x, list("abc"), return_completeness=True)
+    assert comp.abs().max() < 0.05 * scale, (comp, scale)
+    dl = get_explainer("captum-deeplift", model.classify, background)
+    _, comp = dl.attribute(x, list("abc"), return_completeness=True)
+    assert comp.abs().max() < 1e-4 * max(scale, 1.0)  # DeepLift's summation-to-delta
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"name": "lime"}, "explainer must be one of"),
+        ({"nsamples": 0}, "nsamples must be a positive integer"),
+        ({"sampling": "sobol"}, "sampling must be one of"),
+        ({"backend": "shap", "sampling": "stratified"}, "backend='shap'"),
+        ({"baseline": "blur"}, "baseline must be"),
+        ({"seed": 1.5}, "seed must be an integer"),
+    ],
+)
+def test_config_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ExplainerConfig(**kwargs)
+
+
+def test_attribute_errors(linear):
+    model, background, inputs = linear
+    e = get_explainer("shap-gradient", model, background, nsamples=4)
+    with pytest.raises(ValueError, match="got 2 ids for 3 inputs"):
+        e.attribute(inputs, ["a", "b"])
+    with pytest.raises(ValueError, match=r"inputs must have shape \(B, 1, 6, 6\)"):
+        e.attribute(inputs[:, :, :3], ["a", "b", "c"])
+    with pytest.raises(ValueError, match="unknown explainer parameters"):
+        get_explainer("shap-gradient", model, background, n_sample=4)
+    with pytest.raises(ValueError, match="one logit per sample"):
+        get_explainer("shap-gradient", lambda x: x.flatten(1), background)

@@ -1,0 +1,249 @@
+"""The HTML report: structure, self-containedness, and every image loading in headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from defocus_forensics.cli import main
+from defocus_forensics.report import build_report, flatten, load_run
+
+# --------------------------------------------------------------------- helpers
+
+BROWSER_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--virtual-time-budget=10000",
+]
+
+# Injected into a copy of the report (the report itself carries no test code):
+# after the load event, record for every <img> whether it decoded.
+_CHECK_SCRIPT = """
+<script>
+window.addEventListener("load", function () {
+  var r = [];
+  document.querySelectorAll("img").forEach(function (i) {
+    r.push({src: i.getAttribute("src").slice(0, 40), ok: i.complete && i.naturalWidth > 0,
+            w: i.naturalWidth});
+  });
+  var p = document.createElement("pre");
+  p.id = "img-check";
+  p.textContent = JSON.stringify(r);
+  document.body.appendChild(p);
+});
+</script>
+"""
+
+
+def _browser() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def load_images_in_browser(report: Path, tmp_path: Path) -> list[dict]:
+    """Open ``report`` (a copy with a checking script, same folder) and report each <img>."""
+    browser = _browser()
+    if browser is None:
+        pytest.skip("no headless browser: install Debian's 'chromium' (the CI does) to run this")
+    probe = report.with_name(report.stem + ".imgcheck.html")
+    text = report.read_text(encoding="utf-8")
+    probe.write_text(text.replace("</body>", _CHECK_SCRIPT + "</body>"), encoding="utf-8")
+    try:
+        proc = subprocess.run(
+            [browser, *BROWSER_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"]
+            + ["--dump-dom", probe.resolve().as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        probe.unlink()
+    match = re.search(r'<pre id="img-check">(.*?)</pre>', proc.stdout, re.S)
+    assert match, f"the page did not finish loading in {browser}: {proc.stderr[-2000:]}"
+    return json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+
+
+def _png(path: Path, rng: np.random.Generator, size=(40, 30)) -> bytes:
+    Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
+    return path.read_bytes()
+
+
+@pytest.fixture
+def run_dir(tmp_path, rng) -> Path:
+    """A minimal run folder: three figures in two sections, summary, run config, cache manifest."""
+    run = tmp_path / "run"
+    figs = run / "figures"
+    figs.mkdir(parents=True)
+    entries = []
+    for name, section in [("masks_threshold_curve", "masks"), ("masks_pairs", "masks"),
+                          ("variance_pairs", "variance")]:  # fmt: skip
+        _png(figs / f"{name}.png", rng)
+        entries.append(
+            {
+                "png": f"{name}.png",
+                "pdf": f"{name}.pdf",
+                "title": name.replace("_", " "),
+                "caption": f"caption of {name}",
+                "section": section,
+            }
+        )
+    (figs / "figures_manifest.json").write_text(json.dumps({"figures": entries}))
+    (run / "summary.json").write_text(
+        json.dumps(
+            {
+                "headline": {"auc_defocus": 0.8125, "ks_pvalue": 3.9e-8},
+                "alignment": {"defocus": {"mean": 0.41, "std": 0.05}},
+            }
+        )
+    )
+    (run / "run.json").write_text(json.dumps({"seed": 7, "stages": {"train": {"seconds": 1.5}}}))
+    (run / "cache").mkdir()
+    (run / "cache" / "manifest.json").write_text(
+        json.dumps(
+            {
+                "format_version": 1,
+                "model_fingerprints": {"defocus": "ab" * 32},
+                "shards": [
+                    {"name": "00000-real", "file": "shards/00000-real.npz", "sha256": "cd" * 32}
+                ],
+            }
+        )
+    )
+    return run
+
+
+# ------------------------------------------------------------------------ unit
+
+
+def test_flatten_nested():
+    rows = flatten({"a": {"b": 1, "c": [1, 2]}, "d": [{"e": 3}], "f": "x"})
+    assert rows == [("a.b", 1), ("a.c", [1, 2]), ("d[0].e", 3), ("f", "x")]
+
+
+def test_load_run_reads_manifest_in_order(run_dir):
+    inputs = load_run(run_dir)
+    assert [f.path.name for f in inputs.figures] == [
+        "masks_threshold_curve.png",
+        "masks_pairs.png",
+        "variance_pairs.png",
+    ]
+    assert [f.section for f in inputs.figures] == ["masks", "masks", "variance"]
+    assert inputs.summary["headline"]["auc_defocus"] == 0.8125
+    assert "shards" not in inputs.config
+    assert inputs.fingerprints["model_fingerprints.defocus"] == "ab" * 32
+    assert inputs.fingerprints["format_version"] == 1
+    assert inputs.fingerprints["shard 00000-real"] == "cd" * 32
+
+
+def test_report_embeds_every_figure_byte_for_byte(run_dir):
+    out = build_report(run_dir)
+    assert out == run_dir / "report.html"
+    text = out.read_text()
+    sources = re.findall(r'<img src="([^"]+)"', text)
+    assert len(sources) == 3
+    for src, name in zip(
+        sources, ["masks_threshold_curve", "masks_pairs", "variance_pairs"], strict=True
+    ):
+        prefix = "data:image/png;base64,"
+        assert src.startswith(prefix)
+        assert (
+            base64.b64decode(src[len(prefix) :])
+            == (run_dir / "figures" / f"{name}.png").read_bytes()
+        )
+    # summary, config and fingerprints are in the page
+    assert "auc_defocus" in text and "0.8125" in text and "3.9e-08" in text
+    assert "alignment.defocus.mean" in text
+    assert "ab" * 32 in text and "cd" * 32 in text
+    assert 'id="config"' in text and "format_version" in text
+
+
+def test_report_link_mode_uses_relative_paths(run_dir, tmp_path):
+    out = build_report(run_dir, tmp_path / "elsewhere" / "r.html", inline=False)
+    for src in re.findall(r'<img src="([^"]+)"', out.read_text()):
+        assert not src.startswith("data:")
+        assert (out.parent / src).resolve().is_file(), src
+
+
+def test_report_without_optional_parts(tmp_path, rng):
+    figs = tmp_path / "figures"
+    figs.mkdir()
+    _png(figs / "only.png", rng)
+    text = build_report(tmp_path).read_text()
+    assert text.count("<img ") == 1
+    assert "no summary.json" in text and "no fingerprints" in text
+
+
+def test_report_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run folder not found"):
+        load_run(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="no figures"):
+        load_run(tmp_path)
+
+
+def test_report_cli(run_dir, capsys):
+    assert main(["report", "--run", str(run_dir)]) == 0
+    assert (run_dir / "report.html").is_file()
+    assert "report:" in capsys.readouterr().out
+    assert main(["report", "--run", str(run_dir / "nope")]) == 2
+    assert "run folder not found" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------- browser
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "linked"])
+def test_every_image_loads_in_chromium(run_dir, tmp_path, inline):
+    out = build_report(run_dir, inline=inline)
+    images = load_images_in_browser(out, tmp_path)
+    assert len(images) == 3
+    assert all(img["ok"] and img["w"] == 30 for img in images), images
+
+
+@pytest.mark.browser
+def test_browser_check_detects_a_broken_image(run_dir, tmp_path):
+    """Negative control: the check must be able to fail."""
+    out = build_report(run_dir, inline=False)
+    (run_dir / "figures" / "masks_pairs.png").write_bytes(b"not a png")
+    images = load_images_in_browser(out, tmp_path)
+    assert [img["ok"] for img in images] == [True, False, True]
+
+
+# ------------------------------------------------------ the demo's own report
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The quick demo, run once per session (reruns reuse the finished stages)."""
+    from defocus_forensics.demo import DemoConfig, run_demo
+
+    return run_demo(DemoConfig(out=tmp_path_factory.getbasetemp() / "demo-quick", quick=True))
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_demo_report_loads_in_chromium(demo_run, tmp_path):
+    report = demo_run.out / "report.html"
+    manifest = json.loads((demo_run.out / "figures" / "figures_manifest.json").read_text())
+    images = load_images_in_browser(report, tmp_path)
+    assert len(images) == len(manifest["figures"]) >= 8
+    broken = [img for img in images if not img["ok"]]
+    assert not broken, broken
+    text = report.read_text()
+    assert "auc" in text.lower() and "fingerprint" in text.lower()
