@@ -106,15 +106,6 @@ def attribution_weights(attribution, shape: tuple[int, ...]) -> np.ndarray:
     return a
 
 
-def _histograms(fake: np.ndarray, weights: np.ndarray, bins: int) -> np.ndarray:
-    n = fake.shape[0]
-    idx = _bin_index(fake.reshape(n, -1), bins)
-    w = weights.reshape(n, -1)
-    keep = idx >= 0
-    flat = (np.arange(n)[:, None] * bins + idx)[keep]
-    return np.bincount(flat, weights=w[keep], minlength=n * bins).reshape(n, bins)
-
-
 def alignment_score(fake_map, real_map, attribution, bins: int = 20) -> AlignmentScores:
     """Compute the paper's Shapley alignment score and KL divergence, per fake sample.
 
@@ -133,8 +124,6 @@ def alignment_score(fake_map, real_map, attribution, bins: int = 20) -> Alignmen
     AlignmentScores
         ``.score`` and ``.kl``, arrays of shape (N,) (floats for one (H, W) pair).
     """
-    from scipy import stats  # lazily: scipy.stats probes sys.modules["torch"] on import
-
     bins = check_positive_int(bins, "bins")
     fake = np.asarray(fake_map, dtype=np.float64)
     real = np.asarray(real_map, dtype=np.float64)
@@ -148,15 +137,13 @@ def alignment_score(fake_map, real_map, attribution, bins: int = 20) -> Alignmen
     weights = attribution_weights(attribution, fake.shape)
     if single:
         fake, real, weights = fake[None], real[None], weights[None]
-    hist_a = _histograms(fake, np.abs(fake - real), bins)
-    hist_b = _histograms(fake, weights, bins)
-    a = hist_a / (hist_a.sum(axis=1, keepdims=True) + 1e-8)
-    b = hist_b / (hist_b.sum(axis=1, keepdims=True) + 1e-8)
-    score = np.minimum(a, b).sum(axis=1)
-    kl = stats.entropy(b + 1e-8, a + 1e-8, axis=1)
+    flat = _flat_bins(fake, bins)
+    res = _scores(
+        _normalised_hist(flat, np.abs(fake - real), bins), _normalised_hist(flat, weights, bins)
+    )
     if single:
-        return AlignmentScores(float(score[0]), float(kl[0]))
-    return AlignmentScores(score, kl)
+        return AlignmentScores(float(res.score[0]), float(res.kl[0]))
+    return res
 
 
 def bootstrap_mean_ci(
@@ -201,10 +188,20 @@ def _flat_bins(fake: np.ndarray, bins: int) -> np.ndarray:
 
 def _normalised_hist(flat: np.ndarray, weights: np.ndarray, bins: int) -> np.ndarray:
     n = flat.shape[0]
-    keep = flat >= 0
-    h = np.bincount(flat[keep], weights=weights.reshape(n, -1)[keep], minlength=n * bins)
+    w = weights.reshape(n, -1)
+    if flat.min(initial=0) >= 0:  # the usual case: every value lies in [0, 1]
+        h = np.bincount(flat.ravel(), weights=w.ravel(), minlength=n * bins)
+    else:
+        keep = flat >= 0
+        h = np.bincount(flat[keep], weights=w[keep], minlength=n * bins)
     h = h.reshape(n, bins)
     return h / (h.sum(axis=1, keepdims=True) + 1e-8)
+
+
+def _scores(a: np.ndarray, b: np.ndarray) -> AlignmentScores:
+    from scipy import stats  # lazily: scipy.stats probes sys.modules["torch"] on import
+
+    return AlignmentScores(np.minimum(a, b).sum(axis=1), stats.entropy(b + 1e-8, a + 1e-8, axis=1))
 
 
 def permutation_null(
@@ -359,12 +356,16 @@ class AlignmentAccumulator:
         if room:
             buf["fake"].extend(fake[:room])
             buf["real"].extend(real[:room])
+        f64 = fake.astype(np.float64)
+        flat = _flat_bins(f64, self.bins)
+        a = _normalised_hist(flat, np.abs(f64 - real.astype(np.float64)), self.bins)
         for m in self.models:
             f = MODEL_FIELDS[m]
             if f not in block.fake:
                 continue
             self.present.add(m)
-            res = alignment_score(fake, real, block.fake[f], self.bins)
+            w = attribution_weights(block.fake[f], f64.shape)
+            res = _scores(a, _normalised_hist(flat, w, self.bins))
             self._rows.append(
                 pd.DataFrame(
                     {

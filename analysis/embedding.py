@@ -58,8 +58,8 @@ def _pca(x: np.ndarray, n_components: int, seed: int) -> np.ndarray:
     from sklearn.decomposition import PCA
 
     k = min(n_components, x.shape[0], x.shape[1])
-    solver = "randomized" if min(x.shape) > 2 * k else "full"
-    return PCA(n_components=k, svd_solver=solver, random_state=seed).fit_transform(x)
+    # scikit-learn's "auto": exact on small data, randomized on large data
+    return PCA(n_components=k, svd_solver="auto", random_state=seed).fit_transform(x)
 
 
 def embed(
@@ -91,7 +91,7 @@ def embed(
         Reduce to this many principal components before t-SNE/UMAP (None: no
         reduction). Applies to both backends.
     n_jobs : int
-        Threads for the neighbour search and gradients (openTSNE).
+        Threads for the neighbour search and the gradients (both backends).
     n_iter, early_exaggeration_iter : int
         openTSNE schedule (normal and early-exaggeration iterations).
 
@@ -123,13 +123,15 @@ def embed(
         return np.asarray(reducer.fit_transform(x), dtype=np.float64)
     if backend == "sklearn":
         from sklearn.manifold import TSNE
+        from threadpoolctl import threadpool_limits
 
-        return np.asarray(
-            TSNE(
-                n_components=2, perplexity=perplexity, random_state=seed, init="pca"
-            ).fit_transform(x),
-            dtype=np.float64,
-        )
+        # its Barnes-Hut gradient uses OpenMP on every core; n_jobs caps it (on shared
+        # machines oversubscribed OpenMP threads can be 20x slower)
+        with threadpool_limits(limits=n_jobs):
+            out = TSNE(
+                n_components=2, perplexity=perplexity, random_state=seed, init="pca", n_jobs=n_jobs
+            ).fit_transform(x)
+        return np.asarray(out, dtype=np.float64)
     import openTSNE
 
     check_positive_int(n_iter, "n_iter")
@@ -332,6 +334,8 @@ def embedding_from_cache(
             empty, pd.DataFrame(), field, method, {"embedding": f"only {len(x)} samples"}
         )
     settings = list(perplexities) if method == "tsne" else [float("nan")]
+    # reduce once for the whole sweep (embed would redo the same PCA per perplexity)
+    reduced = _pca(x, 50, seed).astype(np.float32) if x.shape[1] > 50 else x
     coords, metrics = [], []
     k = min(5, max(1, (len(x) - 1) // 2 - 1))
     for p in settings:
@@ -342,12 +346,13 @@ def embedding_from_cache(
             continue
         t0 = time.perf_counter()
         y = embed(
-            x,
+            reduced if method != "pca" else x,
             method,
             perplexity=p if method == "tsne" else 30,
             seed=seed,
             backend=backend,
             n_jobs=n_jobs,
+            pca_components=None,
         )
         secs = time.perf_counter() - t0
         coords.append(

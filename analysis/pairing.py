@@ -386,11 +386,13 @@ def run_paired(
     by_position: bool = False,
     plan: PairPlan | None = None,
     progress: bool = False,
+    chunk: int = 32,
 ) -> PairPlan:
     """Feed every paired block of the cache to each accumulator, in one streaming pass.
 
     An accumulator has ``fake_fields`` and ``real_fields`` (iterables of
-    field names it needs; absent fields are skipped) and ``update(block)``.
+    field names it needs; absent fields are skipped) and ``update(block)``,
+    called with blocks of at most ``chunk`` pairs.
 
     Returns
     -------
@@ -409,10 +411,18 @@ def run_paired(
         total = sum(plan.n_pairs(g) for g in plan.fake_groups if groups is None or g in groups)
         bar = tqdm(total=total, desc="pairs", unit="pair", leave=False)
     for block in blocks:
-        for acc in accumulators:
-            acc.update(block)
-        if progress:
-            bar.update(len(block))
+        # sub-blocks bound the float64 temporaries of the per-pixel work
+        for start in range(0, len(block), chunk):
+            sub = PairedBlock(
+                block.group,
+                block.shard,
+                {f: a[start : start + chunk] for f, a in block.fake.items()},
+                {f: a[start : start + chunk] for f, a in block.real.items()},
+            )
+            for acc in accumulators:
+                acc.update(sub)
+            if progress:
+                bar.update(len(sub))
     if progress:
         bar.close()
     return plan

@@ -329,6 +329,7 @@ def variance_from_cache(
     n_heatmaps: int = 3,
     normalise: bool = False,
     progress: bool = False,
+    chunk: int = 32,
 ) -> VarianceAnalysis:
     """Per-image mean local variance, KS tests per manipulation (Holm), heatmap examples.
 
@@ -353,6 +354,8 @@ def variance_from_cache(
         ``defocus`` field is already normalised).
     progress : bool
         Show a progress bar.
+    chunk : int
+        Maps processed at once (bounds memory).
 
     Returns
     -------
@@ -376,24 +379,30 @@ def variance_from_cache(
     heat: dict[str, dict] = {}
     for g in cache.groups:
         for shard in iter_group(cache, g, ("id", "label", "pair_id", "defocus")):
-            lv = local_variance(shard["defocus"], window, normalise)
+            n = len(shard["id"])
+            means = np.empty(n)
+            for start in range(0, n, chunk):  # bounds the float64 temporaries
+                lv = local_variance(shard["defocus"][start : start + chunk], window, normalise)
+                means[start : start + chunk] = lv.mean(axis=(1, 2))
+                if (groups is None or g in groups) and n_heatmaps > 0:
+                    h = heat.setdefault(g, {"id": [], "pair_id": [], "fake": []})
+                    lab = shard["label"][start : start + chunk]
+                    pid = shard["pair_id"][start : start + chunk]
+                    sel = np.flatnonzero((lab == 1) & (pid != ""))
+                    for i in sel[: max(0, n_heatmaps - len(h["id"]))]:
+                        h["id"].append(str(shard["id"][start + i]))
+                        h["pair_id"].append(str(pid[i]))
+                        h["fake"].append(lv[i].astype(np.float32))
             parts.append(
                 pd.DataFrame(
                     {
                         "group": g,
                         "id": shard["id"],
                         "label": shard["label"].astype(int),
-                        "mean_local_variance": lv.mean(axis=(1, 2)),
+                        "mean_local_variance": means,
                     }
                 )
             )
-            if (groups is None or g in groups) and n_heatmaps > 0:
-                h = heat.setdefault(g, {"id": [], "pair_id": [], "fake": []})
-                sel = np.flatnonzero((shard["label"] == 1) & (shard["pair_id"] != ""))
-                for i in sel[: max(0, n_heatmaps - len(h["id"]))]:
-                    h["id"].append(str(shard["id"][i]))
-                    h["pair_id"].append(str(shard["pair_id"][i]))
-                    h["fake"].append(lv[i].astype(np.float32))
             if bar is not None:
                 bar.update(len(shard["id"]))
     if bar is not None:

@@ -90,7 +90,7 @@ def _dog_kernel(s: float, size: int = 11):
 
 
 def baseline(images: torch.Tensor, size: int = 299, s1: float = 1.5, s2: float = 2.0):
-    """The paper's pipeline, written plainly (one image at a time for Canny)."""
+    """Run the paper's pipeline, written plainly (one image at a time for Canny)."""
     from skimage.feature import canny
 
     gray = images.mean(dim=1, keepdim=True)
@@ -105,7 +105,9 @@ def baseline(images: torch.Tensor, size: int = 299, s1: float = 1.5, s2: float =
     mags = []
     for s in (s1, s2):
         gx, gy = _dog_kernel(s)
-        mags.append(torch.sqrt(F.conv2d(gray, gx, padding=5) ** 2 + F.conv2d(gray, gy, padding=5) ** 2))
+        mags.append(
+            torch.sqrt(F.conv2d(gray, gx, padding=5) ** 2 + F.conv2d(gray, gy, padding=5) ** 2)
+        )
     ratio = mags[0] / (mags[1] + 1e-8)
     ratio = ratio * edges / (edges.max() + 1e-8)
     val = (ratio**2 * s1**2 - s2**2) / (1 - ratio**2 + 1e-8)

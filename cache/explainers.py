@@ -230,6 +230,9 @@ class Explainer:
         if not background.is_floating_point():
             raise ValueError(f"background must be a float tensor, got {background.dtype}")
         self.config = config
+        #: Feed 4-D interpolation points in channels-last layout (faster CPU convolutions
+        #: when the model's weights are channels-last too; equal up to float rounding).
+        self.channels_last = False
         self.forward = _Forward(model_fn)
         self.background = background.detach().float()
         self.shape = tuple(self.background.shape[1:])
@@ -336,7 +339,10 @@ class ExpectedGradients(Explainer):
             sl = slice(s, s + cfg.batch_points)
             b = self.background[torch.from_numpy(index[sl]).to(self.device)]
             tt = torch.from_numpy(t[sl]).float().to(self.device).reshape(-1, *[1] * len(self.shape))
-            points = (tt * x + (1 - tt) * b).detach().requires_grad_(True)
+            points = (tt * x + (1 - tt) * b).detach()
+            if self.channels_last and points.ndim == 4:
+                points = points.contiguous(memory_format=torch.channels_last)
+            points.requires_grad_(True)
             with torch.enable_grad():
                 (grad,) = torch.autograd.grad(self.forward(points).sum(), points)
             w = torch.from_numpy(weight[sl]).to(self.device).reshape(tt.shape)

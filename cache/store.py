@@ -310,7 +310,8 @@ class CacheWriter:
         ``None`` adopts the existing config (or ``{}`` for a new cache).
     info : dict, optional
         Descriptive metadata not compared (software versions, dataset
-        description, command line). Merged into the stored ``info``.
+        description, command line). For an existing cache only keys it does
+        not hold yet are added, so resuming leaves the manifest unchanged.
 
     Examples
     --------
@@ -338,8 +339,8 @@ class CacheWriter:
                             f"{self.path} was built with a different config; refusing to mix. "
                             "Differences (existing != new): " + "; ".join(diffs[:10])
                         )
-                if info:
-                    manifest["info"] = {**manifest.get("info", {}), **_normalise(info)}
+                if info:  # entries of the first run stay: resuming leaves the manifest as it was
+                    manifest["info"] = {**_normalise(info), **manifest.get("info", {})}
             _write_manifest(self.path, manifest)
         self.config = manifest["config"]
 

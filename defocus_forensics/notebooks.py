@@ -35,6 +35,7 @@ __all__ = [
     "execute_notebook",
     "find_cache",
     "list_notebooks",
+    "parameter_names",
     "parse_parameter",
     "read_notebook",
 ]
@@ -397,7 +398,7 @@ def execute_all(
     bar = tqdm(sources, desc="notebooks", unit="nb", disable=not progress)
     for source in bar:
         bar.set_postfix_str(source.stem)
-        accepted = _parameter_names(source)
+        accepted = parameter_names(source)
         params = {k: v for k, v in (parameters or {}).items() if k in accepted}
         params["cache_path"] = str(cache_path)
         if "output_dir" in accepted:
@@ -406,7 +407,7 @@ def execute_all(
     return results
 
 
-def _parameter_names(source: str | Path) -> set[str]:
+def parameter_names(source: str | Path) -> set[str]:
     """Names assigned in the cell tagged ``parameters`` of a notebook source."""
     import ast
 

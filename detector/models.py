@@ -34,6 +34,7 @@ Nothing is downloaded: backbones are built with ``pretrained=False``;
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -73,7 +74,9 @@ def normalize_per_sample(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
         ``(x - min) / (max - min + eps)`` with min and max per sample.
     """
     if x.dim() < 2:
-        raise ValueError(f"x must have a batch axis and at least one more, got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"x must have a batch axis and at least one more, got shape {tuple(x.shape)}"
+        )
     flat = x.reshape(x.shape[0], -1)
     lo = flat.min(dim=1, keepdim=True).values
     hi = flat.max(dim=1, keepdim=True).values
@@ -317,7 +320,9 @@ class RGBDetector(_SingleBackbone):
     def __init__(self, *args, rgb_input_range: str = "symmetric", **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if rgb_input_range not in _INPUT_RANGES:
-            raise ValueError(f"rgb_input_range must be one of {_INPUT_RANGES}, got {rgb_input_range!r}")
+            raise ValueError(
+                f"rgb_input_range must be one of {_INPUT_RANGES}, got {rgb_input_range!r}"
+            )
         self.rgb_input_range = rgb_input_range
 
     @torch.no_grad()
@@ -360,7 +365,9 @@ class FusionDetector(Detector):
     ) -> None:
         super().__init__(image_size, defocus_config)
         if rgb_input_range not in _INPUT_RANGES:
-            raise ValueError(f"rgb_input_range must be one of {_INPUT_RANGES}, got {rgb_input_range!r}")
+            raise ValueError(
+                f"rgb_input_range must be one of {_INPUT_RANGES}, got {rgb_input_range!r}"
+            )
         self.rgb_input_range = rgb_input_range
         self.rgb_backbone = _create_backbone(backbone, num_classes=0)
         self.defocus_backbone = _create_backbone(defocus_backbone or backbone, 0, in_chans=1)
@@ -457,13 +464,15 @@ def build_detector(
             model._defocus_config = model.defocus_config
         except ImportError:  # pragma: no cover - estimator not installed
             pass
-    model.config = {
+    config = {
         "kind": kind,
         "backbone": backbone,
         "image_size": image_size,
         "defocus_config": None if kind == "rgb" else model._defocus_config_dict(),
         **kw,
     }
+    # plain JSON types (tuples become lists), so that the config survives any checkpoint
+    model.config = json.loads(json.dumps(config))
     return model
 
 

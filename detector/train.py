@@ -78,7 +78,9 @@ class _InputCache:
         self.enabled = enabled
         self.store: dict[int, torch.Tensor] = {}
 
-    def __call__(self, model: nn.Module, batch: dict[str, Any], device: torch.device) -> torch.Tensor:
+    def __call__(
+        self, model: nn.Module, batch: dict[str, Any], device: torch.device
+    ) -> torch.Tensor:
         idx = batch["index"].tolist()
         if self.enabled and all(i in self.store for i in idx):
             return torch.stack([self.store[i] for i in idx]).to(device)
@@ -171,7 +173,9 @@ def _metrics_from_predictions(pred: dict[str, Any]) -> dict[str, Any]:
     if y.size:
         t = torch.from_numpy(s.astype(np.float32))
         out["loss"] = float(
-            nn.functional.binary_cross_entropy_with_logits(t, torch.from_numpy(y.astype(np.float32)))
+            nn.functional.binary_cross_entropy_with_logits(
+                t, torch.from_numpy(y.astype(np.float32))
+            )
         )
     else:
         out["loss"] = math.nan
@@ -225,7 +229,9 @@ def evaluate(
     if return_predictions:
         out["predictions"] = [
             {"id": i, "group": g, "label": int(lab), "logit": float(lo)}
-            for i, g, lab, lo in zip(pred["ids"], pred["groups"], pred["labels"], pred["logits"], strict=True)
+            for i, g, lab, lo in zip(
+                pred["ids"], pred["groups"], pred["labels"], pred["logits"], strict=True
+            )
         ]
     return out
 
@@ -355,7 +361,12 @@ def train(
     criterion = nn.BCEWithLogitsLoss()
     last_path, best_path = out / "last.pt", out / "best.pt"
     settings = dict(
-        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, weight_decay=weight_decay, select=select
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        weight_decay=weight_decay,
+        select=select,
     )
 
     history: list[dict[str, Any]] = []
@@ -408,13 +419,17 @@ def train(
             if batch["image"] is None:
                 continue
             y = batch["label"].float().to(dev)[:, None]
-            x = train_cache(model, batch, dev) if hasattr(model, "model_input") else batch["image"].to(dev)
+            x = (
+                train_cache(model, batch, dev)
+                if hasattr(model, "model_input")
+                else batch["image"].to(dev)
+            )
             logits = model.classify(x) if hasattr(model, "classify") else model(x)
             loss = criterion(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            losses.append(float(loss) * y.shape[0])
+            losses.append(loss.item() * y.shape[0])
             correct += int(((logits.detach() > 0).float() == y).sum())
             seen += y.shape[0]
             bar.set_postfix(loss=f"{losses[-1] / y.shape[0]:.4f}", acc=f"{correct / seen:.3f}")
@@ -424,7 +439,9 @@ def train(
             "train_accuracy": correct / seen if seen else math.nan,
         }
         if val_ds is not None:
-            pred = predict(model, val_ds, batch_size, dev, num_workers, progress, "validate", val_cache)
+            pred = predict(
+                model, val_ds, batch_size, dev, num_workers, progress, "validate", val_cache
+            )
             for p, r in pred["skipped"]:
                 n_skipped += 1
                 skipped.setdefault(p, r)

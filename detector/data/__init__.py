@@ -19,10 +19,12 @@ from detector.data._base import (
 from detector.data.cifake import CIFake
 from detector.data.faceforensics import FaceForensicsPP, split_videos
 from detector.data.folders import INDEX_COLUMNS, RealFakeFolders, write_index
-from detector.data.synthetic import FAKE_GROUPS, GROUPS, SyntheticDoF
+from detector.data.select import DATASETS, hash_split, open_dataset
+from detector.data.synthetic import FAKE_GROUPS, GROUPS, SyntheticDoF, write_synthetic
 
 __all__ = [
     "CIFake",
+    "DATASETS",
     "FAKE_GROUPS",
     "FaceForensicsPP",
     "GROUPS",
@@ -34,7 +36,10 @@ __all__ = [
     "Sample",
     "SyntheticDoF",
     "collate_samples",
+    "hash_split",
+    "open_dataset",
     "list_images",
     "split_videos",
     "write_index",
+    "write_synthetic",
 ]

@@ -134,7 +134,7 @@ class ImageDataset(Dataset):
         return np.array([s.label for s in self.samples], dtype=np.int64)
 
     def describe(self) -> dict[str, Any]:
-        """A plain-dict summary (class, size, counts per group) for manifests and logs."""
+        """Return a plain-dict summary (class, size, counts per group) for manifests."""
         groups: dict[str, int] = {}
         for s in self.samples:
             groups[s.group] = groups.get(s.group, 0) + 1

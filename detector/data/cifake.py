@@ -81,4 +81,3 @@ class CIFake(ImageDataset):
             ]
         self.root, self.split = root, split
         super().__init__(samples, image_size=image_size)
-

@@ -127,7 +127,9 @@ class FaceForensicsPP(ImageDataset):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if compression not in COMPRESSIONS:
-            raise ValueError(f"compression must be one of {sorted(COMPRESSIONS)}, got {compression!r}")
+            raise ValueError(
+                f"compression must be one of {sorted(COMPRESSIONS)}, got {compression!r}"
+            )
         if isinstance(manipulations, str):
             manipulations = [manipulations]
         if int(frames_per_video) != frames_per_video or frames_per_video < 1:
@@ -147,7 +149,9 @@ class FaceForensicsPP(ImageDataset):
             fake_root = root / "manipulated_sequences" / m / level / faces_dir
             frames = _video_frames(fake_root, frames_per_video)
             if not frames:
-                raise FileNotFoundError(f"no frames of manipulation {m!r} under {os.fspath(fake_root)!r}")
+                raise FileNotFoundError(
+                    f"no frames of manipulation {m!r} under {os.fspath(fake_root)!r}"
+                )
             mask_root = root / "manipulated_sequences" / m / "masks" / faces_dir
             groups.append((m, frames, mask_root if masks and mask_root.is_dir() else None))
 
@@ -169,15 +173,25 @@ class FaceForensicsPP(ImageDataset):
                 for f in frames[d]:
                     stem = f"{video}/{f}"
                     if g == "real":
-                        samples.append(Sample(os.path.join(d, f), 0, f"real/{stem}", "real", video=f"real/{video}"))
+                        samples.append(
+                            Sample(
+                                os.path.join(d, f), 0, f"real/{stem}", "real", video=f"real/{video}"
+                            )
+                        )
                         continue
                     target = video.split("_")[0]
                     pair = f"real/{target}/{f}" if f in real_names.get(target, ()) else ""
                     mask = ""
                     if mask_root is not None:
-                        mp = mask_root / Path(d).relative_to(self._fake_root(g, level, faces_dir)) / f
+                        mp = (
+                            mask_root
+                            / Path(d).relative_to(self._fake_root(g, level, faces_dir))
+                            / f
+                        )
                         mask = os.fspath(mp) if mp.is_file() else ""
-                    samples.append(Sample(os.path.join(d, f), 1, f"{g}/{stem}", g, pair, mask, f"{g}/{video}"))
+                    samples.append(
+                        Sample(os.path.join(d, f), 1, f"{g}/{stem}", g, pair, mask, f"{g}/{video}")
+                    )
         super().__init__(samples, image_size=image_size)
         # masks folder present -> every item carries a mask (zeros where none)
         self.has_masks = self.has_masks or any(m is not None for _g, _f, m in groups)

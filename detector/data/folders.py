@@ -75,7 +75,9 @@ class RealFakeFolders(ImageDataset):
                     group = "real"
                 else:
                     group = rel.split("/")[0] if "/" in rel else "fake"
-                samples.append(Sample(os.fspath(f), label, f"{'fake' if label else 'real'}/{rel}", group))
+                samples.append(
+                    Sample(os.fspath(f), label, f"{'fake' if label else 'real'}/{rel}", group)
+                )
         super().__init__(samples, image_size=image_size)
 
     @classmethod
@@ -122,7 +124,9 @@ class RealFakeFolders(ImageDataset):
                 try:
                     label = int(row["label"])
                 except ValueError as err:
-                    raise ValueError(f"label of {row['id']!r} must be 0 or 1, got {row['label']!r}") from err
+                    raise ValueError(
+                        f"label of {row['id']!r} must be 0 or 1, got {row['label']!r}"
+                    ) from err
                 samples.append(
                     Sample(
                         _abs(row["path"]),

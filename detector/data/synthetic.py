@@ -38,7 +38,9 @@ to 8 bits, so items equal what ``defocus make-data`` writes as PNG.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,7 +50,7 @@ from torch.utils.data import Dataset
 from detector.data._base import Sample
 from detector.thin_lens import Layer, gaussian_blur, render_layers, sigma_from_depth
 
-__all__ = ["FAKE_GROUPS", "GROUPS", "SyntheticDoF", "photo_bank"]
+__all__ = ["FAKE_GROUPS", "GROUPS", "SyntheticDoF", "photo_bank", "write_synthetic"]
 
 #: Fake groups, in the order they are cycled through.
 FAKE_GROUPS: tuple[str, ...] = ("all_in_focus", "inconsistent_blur", "pasted_region")
@@ -62,7 +64,7 @@ _BANK_SIDE = 192
 
 @functools.lru_cache(maxsize=1)
 def photo_bank() -> tuple[np.ndarray, ...]:
-    """The source photos, float32 ``(H, W, 3)`` in [0, 1], shorter side 192 px.
+    """Return the source photos, float32 ``(H, W, 3)`` in [0, 1], shorter side 192 px.
 
     Colour photos of scikit-image and scikit-learn, and grayscale textures
     (tinted per use). Bundled with those packages: nothing is downloaded.
@@ -92,7 +94,7 @@ def _n_colour() -> int:
 
 
 def _crop(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A random crop of a random photo, resized to ``(size, size, 3)`` float64."""
+    """Return a random crop of a random photo, resized to ``(size, size, 3)`` float64."""
     from PIL import Image
 
     bank = photo_bank()
@@ -109,12 +111,21 @@ def _crop(rng: np.random.Generator, size: int) -> np.ndarray:
         out = out * tint + rng.uniform(0.0, 0.3) * (1 - tint)
     if rng.random() < 0.5:
         out = out[:, ::-1]
+    # stretch the contrast so that every texture has edges the estimator sees
+    lo, hi = np.percentile(out, (1.0, 99.0))
+    out = (out - lo) / max(hi - lo, 1e-3) * 0.9 + 0.05
     return np.clip(out, 0.0, 1.0)
 
 
-def _blob(rng: np.random.Generator, size: int, r_lo: float, r_hi: float) -> np.ndarray:
-    """A soft-edged (one pixel) random super-ellipse alpha, ``(size, size)`` float64."""
-    cy, cx = rng.uniform(0.15, 0.85, size=2) * size
+def _blob(
+    rng: np.random.Generator,
+    size: int,
+    r_lo: float,
+    r_hi: float,
+    centre: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """Return a soft-edged (one pixel) random super-ellipse alpha, ``(size, size)`` float64."""
+    cy, cx = rng.uniform(0.15, 0.85, size=2) * size if centre is None else centre
     ry, rx = rng.uniform(r_lo, r_hi, size=2) * size
     theta = rng.uniform(0, np.pi)
     p = rng.uniform(1.6, 3.5)
@@ -156,6 +167,9 @@ class SyntheticDoF(Dataset):
         Which fakes to make (cycled from a seed-dependent offset).
     noise : float, default=0.01
         Std of the Gaussian sensor noise added before 8-bit quantisation.
+    cache : bool, default=True
+        Keep rendered samples in memory (uint8, ``3 * size**2`` bytes each)
+        so that later epochs do not render again.
 
     Notes
     -----
@@ -175,6 +189,7 @@ class SyntheticDoF(Dataset):
         seed: int = 0,
         fake_groups: Sequence[str] = FAKE_GROUPS,
         noise: float = 0.01,
+        cache: bool = True,
     ) -> None:
         if int(n) != n or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
@@ -185,7 +200,8 @@ class SyntheticDoF(Dataset):
         fake_groups = tuple(fake_groups)
         bad = [g for g in fake_groups if g not in FAKE_GROUPS]
         if bad or not fake_groups:
-            raise ValueError(f"fake_groups must be a non-empty subset of {FAKE_GROUPS}, got {bad or fake_groups!r}")
+            got = bad or fake_groups
+            raise ValueError(f"fake_groups must be a non-empty subset of {FAKE_GROUPS}, got {got}")
         if not 0.0 <= noise < 0.5:
             raise ValueError(f"noise must be in [0, 0.5), got {noise!r}")
         self.n, self.size, self.seed = int(n), int(size), int(seed)
@@ -203,6 +219,8 @@ class SyntheticDoF(Dataset):
                 g = fake_groups[(scene + offset) % len(fake_groups)]
                 self.samples.append(Sample("", 1, f"syn{self.seed}-{scene:05d}-{g}", g, real_id))
         self._last: tuple[int, dict[str, Any]] | None = None
+        self.cache = bool(cache)
+        self._store: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
 
     def __len__(self) -> int:
         return self.n
@@ -213,7 +231,7 @@ class SyntheticDoF(Dataset):
         return np.array([s.label for s in self.samples], dtype=np.int64)
 
     def describe(self) -> dict[str, Any]:
-        """A plain-dict summary for manifests and logs."""
+        """Return a plain-dict summary for manifests and logs."""
         groups: dict[str, int] = {}
         for s in self.samples:
             groups[s.group] = groups.get(s.group, 0) + 1
@@ -256,19 +274,21 @@ class SyntheticDoF(Dataset):
         scale = s / 128.0
         rng = np.random.default_rng([self.seed, int(scene)])
         n_fg = int(rng.integers(1, 4))
-        depths = np.concatenate([[rng.uniform(6.0, 12.0)], np.sort(rng.uniform(1.0, 4.0, n_fg))[::-1]])
+        depths = np.concatenate(
+            [[rng.uniform(6.0, 12.0)], np.sort(rng.uniform(1.0, 4.0, n_fg))[::-1]]
+        )
         textures = [_crop(rng, s) for _ in range(n_fg + 1)]
         alphas = [np.ones((s, s))] + [_blob(rng, s, 0.14, 0.34) for _ in range(n_fg)]
         focus = int(rng.integers(n_fg + 1))
         raw = sigma_from_depth(depths, depths[focus], 1.0)
-        k = rng.uniform(2.0, 3.5) * scale / raw.max()
+        k = rng.uniform(1.4, 2.2) * scale / raw.max()
         sigmas = raw * k
         noise_rng = np.random.default_rng([self.seed, int(scene), 1])
         fake_rng = np.random.default_rng([self.seed, int(scene), 2])
         paste_texture = _crop(fake_rng, s)
-        paste_alpha = _blob(fake_rng, s, 0.12, 0.22)
         ramp_dir = fake_rng.uniform(0, 2 * np.pi)
-        paste_delta = fake_rng.uniform(1.5, 3.0) * scale
+        paste_sigma = fake_rng.uniform(1.2, 2.2) * scale
+        paste_u = fake_rng.random()
 
         out: dict[str, Any] = {"images": {}, "sigma": {}, "mask": np.zeros((s, s), np.uint8)}
         out.update(focus_layer=focus, depths=depths, sigmas=sigmas)
@@ -277,7 +297,9 @@ class SyntheticDoF(Dataset):
         )
         renders: dict[str, tuple[np.ndarray, np.ndarray]] = {"real": (real, real_sigma)}
         if "all_in_focus" in groups or "inconsistent_blur" in groups:
-            aif, _ = render_layers([Layer(t, a, 0.0) for t, a in zip(textures, alphas, strict=True)])
+            aif, _ = render_layers(
+                [Layer(t, a, 0.0) for t, a in zip(textures, alphas, strict=True)]
+            )
             renders["all_in_focus"] = (aif, np.zeros((s, s)))
             if "inconsistent_blur" in groups:
                 yy, xx = np.mgrid[0:s, 0:s] / (s - 1.0)
@@ -286,14 +308,21 @@ class SyntheticDoF(Dataset):
                 field = t * sigmas.max()
                 renders["inconsistent_blur"] = (_varying_blur(aif, field, sigmas.max()), field)
         if "pasted_region" in groups:
-            cy, cx = np.argwhere(paste_alpha > 0.5).mean(axis=0).astype(int)
-            under = float(real_sigma[cy, cx])
-            sp = under + paste_delta if under < 1.0 * scale else max(0.0, under - paste_delta)
-            patch = gaussian_blur(paste_texture, sp)
+            # centre the paste on the visible in-focus part of the scene (a swapped face on
+            # the subject in focus), blur it with its own sigma, paste with a hard rim
+            margin = int(0.15 * s)
+            inner = np.zeros((s, s), bool)
+            inner[margin:-margin, margin:-margin] = True
+            candidates = np.argwhere((real_sigma == 0.0) & inner)
+            if len(candidates) == 0:
+                candidates = np.argwhere(inner)
+            cy, cx = candidates[min(int(paste_u * len(candidates)), len(candidates) - 1)]
+            paste_alpha = _blob(fake_rng, s, 0.12, 0.22, centre=(cy + 0.5, cx + 0.5))
+            patch = gaussian_blur(paste_texture, paste_sigma)
             a = paste_alpha[..., None]
             renders["pasted_region"] = (
                 a * patch + (1 - a) * real,
-                np.where(paste_alpha > 0.5, sp, real_sigma),
+                np.where(paste_alpha > 0.5, paste_sigma, real_sigma),
             )
             out["mask"] = (paste_alpha > 0.5).astype(np.uint8)
         noise = noise_rng.normal(0.0, self.noise, (s, s, 3)) if self.noise else 0.0
@@ -309,15 +338,23 @@ class SyntheticDoF(Dataset):
             raise IndexError(f"index {index} out of range for {self.n} samples")
         index = index % self.n
         rec = self.samples[index]
-        scene = index // 2
-        if self._last is None or self._last[0] != scene:
-            want = ["real"]
-            if 2 * scene + 1 < self.n:
-                want.append(self.samples[2 * scene + 1].group)
-            self._last = (scene, self.scene(scene, want))
-        rendered = self._last[1]
-        img = torch.from_numpy(rendered["images"][rec.group].transpose(2, 0, 1).astype(np.float32) / 255.0)
-        mask = rendered["mask"] if rec.group == "pasted_region" else np.zeros((self.size, self.size), np.uint8)
+        if index in self._store:
+            image, mask = self._store[index]
+        else:
+            scene = index // 2
+            if self._last is None or self._last[0] != scene:
+                want = ["real"]
+                if 2 * scene + 1 < self.n:
+                    want.append(self.samples[2 * scene + 1].group)
+                self._last = (scene, self.scene(scene, want))
+            rendered = self._last[1]
+            image = rendered["images"][rec.group]
+            mask = rendered["mask"] if rec.group == "pasted_region" else None
+            if self.cache:
+                self._store[index] = (image, mask)
+        img = torch.from_numpy(image.transpose(2, 0, 1).astype(np.float32) / 255.0)
+        if mask is None:
+            mask = np.zeros((self.size, self.size), np.uint8)
         return {
             "image": img,
             "mask": torch.from_numpy(mask.astype(np.float32))[None],
@@ -328,3 +365,85 @@ class SyntheticDoF(Dataset):
             "video": "",
             "index": index,
         }
+
+
+def write_synthetic(
+    out_dir: str | os.PathLike,
+    n: int = 400,
+    size: int = 128,
+    seed: int = 0,
+    fractions: Sequence[float] = (0.7, 0.1, 0.2),
+    progress: bool = True,
+) -> Path:
+    """Write SyntheticDoF as PNG files, masks and a CSV index.
+
+    Layout of ``out_dir``::
+
+        index.csv                    id,path,label,group,pair_id,mask_path,video,split
+        real/<id>.png
+        fake/<group>/<id>.png        group: all_in_focus | inconsistent_blur | pasted_region
+        masks/<id>.png               pasted_region fakes only (255 = pasted)
+        dataset.json                 the generator's parameters
+
+    Scenes (a real and its fake) go to one split: the first ``fractions[0]``
+    of the scenes to train, the next ``fractions[1]`` to val, the rest test.
+    Read it back with ``RealFakeFolders.from_index(out_dir / "index.csv",
+    split=...)``; the images equal ``SyntheticDoF(n, size, seed)[i]``.
+
+    Parameters
+    ----------
+    out_dir : str or path-like
+    n, size, seed
+        As :class:`SyntheticDoF`.
+    fractions : sequence of 3 floats summing to 1
+    progress : bool, default=True
+
+    Returns
+    -------
+    pathlib.Path
+        The index CSV.
+    """
+    import json
+
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    from detector.data.folders import write_index
+
+    if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
+        raise ValueError(
+            f"fractions must be 3 non-negative numbers summing to 1, got {fractions!r}"
+        )
+    ds = SyntheticDoF(n, size=size, seed=seed, cache=False)
+    out = Path(out_dir)
+    n_scenes = (ds.n + 1) // 2
+    cut1 = int(round(fractions[0] * n_scenes))
+    cut2 = cut1 + int(round(fractions[1] * n_scenes))
+    rows = []
+    for i in tqdm(range(ds.n), desc="make-data", disable=not progress):
+        item = ds[i]
+        rec = ds.samples[i]
+        sub = Path("real") if rec.label == 0 else Path("fake") / rec.group
+        (out / sub).mkdir(parents=True, exist_ok=True)
+        rel = sub / f"{rec.id}.png"
+        img = (item["image"].numpy().transpose(1, 2, 0) * 255.0).round().astype(np.uint8)
+        Image.fromarray(img).save(out / rel)
+        mask_rel = ""
+        if rec.group == "pasted_region":
+            (out / "masks").mkdir(parents=True, exist_ok=True)
+            mask_rel = f"masks/{rec.id}.png"
+            Image.fromarray((item["mask"][0].numpy() * 255).astype(np.uint8)).save(out / mask_rel)
+        scene = i // 2
+        split = "train" if scene < cut1 else ("val" if scene < cut2 else "test")
+        rows.append(
+            {
+                **rec.to_dict(),
+                "path": rel.as_posix(),
+                "mask_path": mask_rel,
+                "split": split,
+            }
+        )
+    (out / "dataset.json").write_text(
+        json.dumps({**ds.describe(), "fractions": list(fractions)}, indent=2) + "\n"
+    )
+    return write_index(out / "index.csv", rows)

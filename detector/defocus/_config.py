@@ -64,6 +64,30 @@ class DefocusConfig:
         Data weight of the matting propagation ``(L + lambda D) x = lambda D s``.
     matting_eps : float, default=1e-5
         Regulariser of the matting Laplacian's local colour model.
+    accurate_scales : tuple of float, default=(1.0, 2.0)
+        Accurate mode's two Gaussian-derivative scales (pixels).
+    accurate_canny_low, accurate_canny_high : float, default=0.04, 0.08
+        Accurate mode's Canny thresholds (lower than the paper's to keep
+        weak blurred edges; their estimates are checked for consistency).
+    accurate_consistency : float, default=0.15
+        Largest relative disagreement between the two edge-width estimates
+        (gradient ratio and log-curvature) for an edge pixel to be kept.
+    accurate_isolation : float, default=1.5
+        Edge widths (``sqrt(sigma^2 + s1^2)``) on each side of an edge over
+        which its gradient profile must follow the blurred-step model (no
+        neighbouring edge bending it); 0 disables the check.
+    accurate_profile_tol : float, default=0.2
+        Largest deviation from that model, as a fraction of the peak.
+    accurate_intrinsic : "auto", float or None, default="auto"
+        The camera's own in-focus blur (pixels), removed in quadrature from
+        every edge estimate (defocus adds to it as ``sqrt(s_i^2 + s^2)``).
+        ``"auto"`` takes the 5th percentile of the image's edge estimates,
+        assuming some part of the image is in focus; None keeps the raw
+        estimates.
+    accurate_median_radius : int, default=4
+        Window radius of the median over neighbouring edge estimates.
+    accurate_sigma_s, accurate_sigma_r : float, default=150.0, 0.2
+        Reach (pixels) and colour scale of the guided (domain-transform) propagation.
     backend : {"auto", "numpy", "torch"}, default="auto"
         ``"auto"`` runs the torch implementation for CUDA tensors and the
         numpy/scipy one (faster on CPU) otherwise.
@@ -86,6 +110,16 @@ class DefocusConfig:
     max_blur: float = 5.0
     matting_lambda: float = 1e-3
     matting_eps: float = 1e-5
+    accurate_scales: tuple = (1.0, 2.0)
+    accurate_canny_low: float = 0.04
+    accurate_canny_high: float = 0.08
+    accurate_consistency: float = 0.15
+    accurate_isolation: float = 1.5
+    accurate_profile_tol: float = 0.2
+    accurate_intrinsic: str | float | None = "auto"
+    accurate_median_radius: int = 4
+    accurate_sigma_s: float = 150.0
+    accurate_sigma_r: float = 0.2
     backend: str = "auto"
     n_threads: int | None = None
 
@@ -121,6 +155,25 @@ class DefocusConfig:
         _positive("max_blur", self.max_blur)
         _positive("matting_lambda", self.matting_lambda)
         _positive("matting_eps", self.matting_eps)
+        scales = tuple(self.accurate_scales)
+        if len(scales) != 2:
+            raise ValueError(f"accurate_scales must hold two scales, got {self.accurate_scales!r}")
+        for s in scales:
+            _positive("accurate_scales", s)
+        if not scales[0] < scales[1]:
+            raise ValueError(f"accurate_scales must be increasing, got {self.accurate_scales!r}")
+        object.__setattr__(self, "accurate_scales", tuple(float(s) for s in scales))
+        _positive("accurate_canny_low", self.accurate_canny_low, allow_zero=True)
+        _positive("accurate_canny_high", self.accurate_canny_high, allow_zero=True)
+        _positive("accurate_consistency", self.accurate_consistency)
+        _positive("accurate_median_radius", self.accurate_median_radius, integer=True,
+                  allow_zero=True)  # fmt: skip
+        _positive("accurate_isolation", self.accurate_isolation, allow_zero=True)
+        _positive("accurate_profile_tol", self.accurate_profile_tol)
+        if self.accurate_intrinsic is not None and self.accurate_intrinsic != "auto":
+            _positive("accurate_intrinsic", self.accurate_intrinsic, allow_zero=True)
+        _positive("accurate_sigma_s", self.accurate_sigma_s)
+        _positive("accurate_sigma_r", self.accurate_sigma_r)
         if self.n_threads is not None:
             _positive("n_threads", self.n_threads, integer=True)
 

@@ -106,9 +106,8 @@ def _use_torch(images: torch.Tensor, config: DefocusConfig) -> bool:
 
 
 def _reference_numpy(images: torch.Tensor, config: DefocusConfig):
-    from ._reference import pipeline_gray_numpy, reference_stage1_numpy, reference_stage2_numpy
-
     from ._kernels import AVAILABLE
+    from ._reference import pipeline_gray_numpy, reference_stage1_numpy, reference_stage2_numpy
 
     x = images.detach().to("cpu", torch.float32).numpy()
     n_threads = _n_threads(config)

@@ -11,7 +11,7 @@ __all__ = ["dog_kernels_1d", "dog_kernels_2d", "dog_magnitude_numpy", "dog_magni
 
 
 def dog_kernels_1d(sigma: float, size: int = 11) -> tuple[np.ndarray, np.ndarray]:
-    """The separable factors of the paper's derivative-of-Gaussian kernels.
+    """Return the separable factors of the paper's derivative-of-Gaussian kernels.
 
     ``gx(x, y) = -x / (2 pi s^4) exp(-(x^2 + y^2) / (2 s^2)) = d(x) g(y)`` with
     ``d(c) = -c exp(-c^2 / (2 s^2)) / (2 pi s^4)`` and ``g(c) = exp(-c^2 / (2 s^2))``.
@@ -37,7 +37,7 @@ def dog_kernels_1d(sigma: float, size: int = 11) -> tuple[np.ndarray, np.ndarray
 
 
 def dog_kernels_2d(sigma: float, size: int = 11) -> tuple[np.ndarray, np.ndarray]:
-    """The paper's 2-D kernels ``gx`` (x along rows) and ``gy`` (y along columns).
+    """Return the paper's 2-D kernels ``gx`` (x along rows) and ``gy`` (y along columns).
 
     Returns
     -------

@@ -20,7 +20,7 @@ __all__ = [
 
 
 def pipeline_gray_numpy(images: np.ndarray, input_range: str) -> np.ndarray:
-    """The gray image the pipeline sees: channel mean of ``x`` or of ``2x - 1``.
+    """Return the gray image the pipeline sees: channel mean of ``x`` or of ``2x - 1``.
 
     Parameters
     ----------
@@ -123,7 +123,7 @@ def reference_stage2_numpy(gray_r, edges_r, ratio, edge_max: float, config: Defo
 
 
 def reference_torch(images, config: DefocusConfig):
-    """The whole reference pipeline in torch, on the images' device (GPU path).
+    """Run the whole reference pipeline in torch, on the images' device (GPU path).
 
     Parameters
     ----------
@@ -161,8 +161,9 @@ def reference_torch(images, config: DefocusConfig):
 
         dense = np.stack(
             [
-                matting_propagate(gi, si, (si > 0).astype(np.float32), config.matting_lambda,
-                                  config.matting_eps)
+                matting_propagate(
+                    gi, si, (si > 0).astype(np.float32), config.matting_lambda, config.matting_eps
+                )
                 for gi, si in zip(g, s, strict=True)
             ]
         )
@@ -171,7 +172,7 @@ def reference_torch(images, config: DefocusConfig):
 
 
 def reference_compiled(x: np.ndarray, config: DefocusConfig, map_fn):
-    """The reference pipeline with the compiled per-image kernels (CPU fast path).
+    """Run the reference pipeline with the compiled per-image kernels (CPU fast path).
 
     Parameters
     ----------
@@ -203,9 +204,7 @@ def reference_compiled(x: np.ndarray, config: DefocusConfig, map_fn):
     def stage1(i):
         gray = pipeline_gray_numpy(x[i : i + 1], config.input_range)[0]
         edges = np.empty_like(gray)
-        canny_image(
-            np.clip(gray, 0.0, 1.0), gauss, config.canny_low, config.canny_high, edges
-        )
+        canny_image(np.clip(gray, 0.0, 1.0), gauss, config.canny_low, config.canny_high, edges)
         if config.size is not None:
             gray = resize_bilinear_numpy(gray, config.size)
             edges = resize_bilinear_numpy(edges, config.size)

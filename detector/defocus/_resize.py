@@ -15,7 +15,7 @@ __all__ = ["bilinear_matrix", "resize_bilinear_numpy"]
 
 @lru_cache(maxsize=32)
 def bilinear_matrix(n_in: int, n_out: int, dtype: str = "float32") -> np.ndarray:
-    """The ``(n_out, n_in)`` matrix of 1-D bilinear interpolation.
+    """Return the ``(n_out, n_in)`` matrix of 1-D bilinear interpolation.
 
     Parameters
     ----------

@@ -15,7 +15,13 @@ from analysis.masks import (
 def test_identical_maps_give_an_empty_mask(rng):
     m = rng.random((3, 16, 16))
     assert not binary_mask(m, m, 0.1).any()
-    assert mask_area_stats(m, m, 1e-4) == {"mean": 0.0, "max": 0.0, "min": 0.0, "median": 0.0, "n": 3}
+    assert mask_area_stats(m, m, 1e-4) == {
+        "mean": 0.0,
+        "max": 0.0,
+        "min": 0.0,
+        "median": 0.0,
+        "n": 3,
+    }
 
 
 def test_binary_mask_matches_explicit_loop(rng):
@@ -61,7 +67,9 @@ def test_threshold_validation(bad):
 
 
 def test_shape_mismatch_names_both():
-    with pytest.raises(ValueError, match=r"fake and real must have the same shape.*\(4, 4\).*\(4, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"fake and real must have the same shape.*\(4, 4\).*\(4, 5\)"
+    ):
         binary_mask(np.zeros((4, 4)), np.zeros((4, 5)), 0.1)
 
 
@@ -96,12 +104,9 @@ def test_masks_from_cache_pairs_by_id(small_cache):
     assert iou > 0.9
 
 
-def test_masks_from_cache_shuffled_fakes_still_pair_by_id(tmp_path):
-    from cache import open_cache
-    from conftest import write_cache
-
-    arrays = write_cache(tmp_path / "c", seed=3, shuffle_fakes=True, shard_size=3)
-    res = masks_from_cache(open_cache(tmp_path / "c"), thresholds=(0.1,))
+def test_masks_from_cache_shuffled_fakes_still_pair_by_id(make_cache):
+    c, arrays = make_cache(seed=3, shuffle_fakes=True, shard_size=3)
+    res = masks_from_cache(c, thresholds=(0.1,))
     real_by_id = dict(zip(arrays["real"]["id"], arrays["real"]["defocus"], strict=True))
     a = arrays["pasted"]
     real = np.stack([real_by_id[p] for p in a["pair_id"]]).astype(np.float32)

@@ -15,7 +15,7 @@ from analysis.variance import (
 
 
 def _loop_local_variance(m, w):
-    """Reference: explicit windows over a zero-padded map, the pad counted (avg_pool2d semantics)."""
+    """Reference: explicit windows over a zero-padded map, pad counted (avg_pool2d)."""
     r = w // 2
     p = np.pad(m, r)
     out = np.empty_like(m)
@@ -111,7 +111,9 @@ def test_variance_from_cache(small_cache):
     h = res.heatmaps["pasted"]
     assert h["fake"].shape == (2, 24, 24) and h["real"].shape == (2, 24, 24)
     # the heatmap's real map is the local variance of the fake's real partner
-    partner = dict(zip(arrays["pasted"]["id"], arrays["pasted"]["pair_id"], strict=True))[h["id"][0]]
+    partner = dict(zip(arrays["pasted"]["id"], arrays["pasted"]["pair_id"], strict=True))[
+        h["id"][0]
+    ]
     j = list(arrays["real"]["id"]).index(partner)
     ref = local_variance(arrays["real"]["defocus"][j].astype(np.float64), 5)[0]
     np.testing.assert_allclose(h["real"][0], ref, atol=1e-6)

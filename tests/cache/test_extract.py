@@ -142,6 +142,9 @@ def test_resume_redoes_missing_and_corrupt_shards(reference, tmp_path):
     res = extract(TinyDataset(11, 16, broken=[3]), c.path, d, r, CFG, progress=False)
     assert (res.n_written, res.n_skipped) == (2, 2)
     assert _shas(res.cache) == _shas(reference.cache) and res.cache.verify().ok
+    before = (c.path / "manifest.json").read_bytes()
+    again = extract(TinyDataset(11, 16, broken=[3]), c.path, d, r, CFG, progress=False)
+    assert again.n_written == 0 and (c.path / "manifest.json").read_bytes() == before
 
 
 def test_slices_then_merge_equal_the_full_run(reference, tmp_path):

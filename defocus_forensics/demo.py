@@ -1,0 +1,616 @@
+"""The main job: synthetic data -> two detectors -> cache -> every analysis -> report.
+
+:func:`run_demo` wires the stages of the toolkit on the built-in
+:class:`detector.data.SyntheticDoF` data (real thin-lens renderings and
+fakes that break the lens physics), so that one command shows the whole
+pipeline on a laptop CPU:
+
+1. ``data``: train / validation / test splits of SyntheticDoF (different seeds);
+2. ``train-defocus``, ``train-rgb``: a small timm backbone on defocus maps and on
+   RGB images (:func:`detector.train.train`), best checkpoint by validation AUC;
+3. ``evaluate``: test metrics of both models (:func:`detector.train.evaluate`);
+4. ``extract``: the cache of the test split with both models and shap-gradient
+   attributions (:func:`cache.extract.extract`);
+5. ``analyse``: every analysis (:func:`analysis.summary.summarise_cache`), the
+   summary table and every figure (:mod:`defocus_forensics.figures`);
+6. ``notebooks``: every notebook executed on the cache, with HTML renderings;
+7. ``report``: ``report.html``.
+
+Layout of the output folder ``OUT`` (default ``runs/demo``)::
+
+    OUT/models/{defocus,rgb}/   best.pt, last.pt, history.csv, metrics.json, test_metrics.json
+    OUT/cache/                  manifest.json + shards/*.npz
+    OUT/summary/                summary.csv, summary.md (every number of every analysis)
+    OUT/summary.json            headline numbers + the summary table
+    OUT/figures/                *.pdf, *.png, figures_manifest.json
+    OUT/notebooks/              *.ipynb (executed), *.html, per-notebook outputs
+    OUT/report.html             the self-contained report
+    OUT/run.json                the demo's settings and each stage's status and time
+
+Rerunning with the same settings reuses finished stages: training resumes
+from ``last.pt``, extraction skips intact shards, and the analysis,
+notebook and report stages are skipped when their inputs (cache manifest,
+parameters, notebook sources) have not changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["FULL", "QUICK", "DemoConfig", "DemoResult", "format_closing_summary", "run_demo"]
+
+#: Settings of the full demo (about 10 minutes on 2 CPU cores).
+FULL: dict[str, Any] = dict(
+    image_size=96,
+    n_train=384,
+    n_val=96,
+    n_test=128,
+    epochs=5,
+    batch_size=32,
+    lr=1e-3,
+    nsamples=16,
+    n_background=10,
+    perplexities=(5, 10, 20, 40),
+    n_boot=1000,
+    n_permutations=100,
+    deletion_samples=32,
+    deletion_steps=11,
+)
+#: Settings of ``--quick`` (under 2 minutes on 2 CPU cores; used by the tests).
+QUICK: dict[str, Any] = dict(
+    image_size=64,
+    n_train=96,
+    n_val=32,
+    n_test=48,
+    epochs=2,
+    batch_size=16,
+    lr=1e-3,
+    nsamples=4,
+    n_background=4,
+    perplexities=(5, 10),
+    n_boot=200,
+    n_permutations=20,
+    deletion_samples=4,
+    deletion_steps=5,
+)
+
+_STAGES = (
+    "data",
+    "train-defocus",
+    "train-rgb",
+    "evaluate",
+    "extract",
+    "analyse",
+    "notebooks",
+    "report",
+)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Settings of :func:`run_demo`; ``None`` fields take the :data:`QUICK` or :data:`FULL` preset.
+
+    Parameters
+    ----------
+    out : str or Path
+        Output folder.
+    quick : bool
+        Use the :data:`QUICK` preset.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``.
+    seed : int
+        Seed of the data (train ``seed``, validation ``seed + 1000``, test
+        ``seed + 2000``), the training, the explainer and the analyses.
+    backbone : str
+        timm backbone of both detectors (random init: nothing is downloaded).
+    image_size, n_train, n_val, n_test, epochs, batch_size : int, optional
+    lr : float, optional
+    nsamples, n_background : int, optional
+        shap-gradient evaluations per sample and background images.
+    perplexities : tuple of float, optional
+    n_boot, n_permutations : int, optional
+    deletion_samples, deletion_steps : int, optional
+        Samples per group and removed fractions of the deletion curves.
+    notebooks : bool
+        Execute the notebooks (stage 6).
+    progress : bool
+        Show progress bars and stage lines on stderr.
+    """
+
+    out: str | Path = "runs/demo"
+    quick: bool = False
+    device: str = "auto"
+    seed: int = 0
+    backbone: str = "resnet10t"
+    image_size: int | None = None
+    n_train: int | None = None
+    n_val: int | None = None
+    n_test: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    nsamples: int | None = None
+    n_background: int | None = None
+    perplexities: tuple[float, ...] | None = None
+    n_boot: int | None = None
+    n_permutations: int | None = None
+    deletion_samples: int | None = None
+    deletion_steps: int | None = None
+    notebooks: bool = True
+    progress: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "out", Path(self.out))
+        preset = QUICK if self.quick else FULL
+        for key, value in preset.items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, value)
+        object.__setattr__(self, "perplexities", tuple(float(p) for p in self.perplexities))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        for key in ("n_train", "n_val", "n_test", "epochs", "batch_size", "nsamples"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key} must be a positive integer, got {value!r}")
+        for key in ("n_val", "n_test"):
+            if getattr(self, key) < 8:
+                raise ValueError(
+                    f"{key} must be at least 8 (both classes), got {getattr(self, key)}"
+                )
+        if not isinstance(self.image_size, int) or self.image_size < 32:
+            raise ValueError(f"image_size must be an integer >= 32, got {self.image_size!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr!r}")
+
+    def settings(self) -> dict[str, Any]:
+        """Return what determines the results (not the folder, device or display)."""
+        out = asdict(self)
+        for key in ("out", "device", "notebooks", "progress", "quick"):
+            out.pop(key)
+        out["perplexities"] = list(self.perplexities)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return every setting as a JSON-ready dict."""
+        out = asdict(self)
+        out["out"] = str(self.out)
+        out["perplexities"] = list(self.perplexities)
+        return out
+
+
+@dataclass
+class DemoResult:
+    """What :func:`run_demo` produced.
+
+    Attributes
+    ----------
+    out : Path
+        The output folder.
+    headline : dict
+        Test AUC of both models, alignment scores, KS test.
+    stages : dict
+        Per stage: ``status`` ("done", "reused" or "skipped") and ``seconds``.
+    paths : dict
+        Where everything is.
+    seconds : float
+        Wall time.
+    """
+
+    out: Path
+    headline: dict[str, Any]
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _sha(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _file_sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _finite(value: Any) -> Any:
+    """Turn NaN/inf floats into None so that the JSON stays standard."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            return _finite(value.item())
+        except (ValueError, AttributeError):
+            return value
+    return value
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_finite(obj), indent=2, default=str))
+    tmp.replace(path)
+
+
+class _Stages:
+    """Stage bookkeeping: numbered progress lines, timings and reuse keys in run.json."""
+
+    def __init__(self, out: Path, config: DemoConfig, log: Callable[[str], None]):
+        self.out = out
+        self.log = log
+        self.path = out / "run.json"
+        previous = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        if previous.get("settings") not in (None, config.settings()):
+            old, new = previous["settings"], config.settings()
+            diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in new if old.get(k) != new[k]]
+            raise ValueError(
+                f"{out} holds a demo run with other settings ({'; '.join(diffs)}); "
+                "use another --out or delete the folder"
+            )
+        self.previous = previous.get("stages", {})
+        self.record: dict[str, Any] = {
+            "command": "defocus demo",
+            "settings": config.settings(),
+            "config": config.to_dict(),
+            "stages": {},
+        }
+
+    def reusable(self, name: str, key: str, outputs: list[Path]) -> bool:
+        prev = self.previous.get(name, {})
+        return prev.get("key") == key and all(p.exists() for p in outputs)
+
+    def run(self, name: str, fn: Callable[[], Any], key: str | None = None, reused=False):
+        i = _STAGES.index(name) + 1
+        self.log(f"[{i}/{len(_STAGES)}] {name} ...")
+        start = time.perf_counter()
+        value = None if reused else fn()
+        seconds = time.perf_counter() - start
+        status = "reused" if reused else "done"
+        if isinstance(value, tuple) and len(value) == 2 and value[0] in ("done", "reused"):
+            status, value = value
+        self.record["stages"][name] = {"status": status, "seconds": round(seconds, 2)}
+        if key is not None:
+            self.record["stages"][name]["key"] = key
+        self.log(f"[{i}/{len(_STAGES)}] {name}: {status} in {seconds:.1f} s")
+        self.save()
+        return value
+
+    def skip(self, name: str, why: str) -> None:
+        self.record["stages"][name] = {"status": "skipped", "seconds": 0.0, "why": why}
+        self.log(f"[{_STAGES.index(name) + 1}/{len(_STAGES)}] {name}: skipped ({why})")
+        self.save()
+
+    def save(self) -> None:
+        _write_json(self.path, self.record)
+
+
+def _train_one(kind: str, config: DemoConfig, train_ds, val_ds, models_dir: Path):
+    """Train (or resume) one detector and load its best checkpoint."""
+    from detector.models import build_detector, load_checkpoint
+    from detector.train import train
+
+    out = models_dir / kind
+    metrics_path = out / "metrics.json"
+    was_done = False
+    if metrics_path.is_file():
+        prev = json.loads(metrics_path.read_text())
+        was_done = len(prev.get("history", [])) >= config.epochs
+    model = build_detector(kind, backbone=config.backbone, image_size=config.image_size)
+    result = train(
+        model,
+        train_ds,
+        val_ds,
+        out,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        seed=config.seed,
+        device=config.device,
+        progress=config.progress,
+    )
+    load_checkpoint(model, result.best_checkpoint)
+    model.eval()
+    return ("reused" if was_done else "done"), model
+
+
+def _evaluate(models: dict, test_ds, config: DemoConfig, models_dir: Path) -> dict:
+    from detector.train import evaluate
+
+    out = {}
+    for kind, model in models.items():
+        path = models_dir / kind / "test_metrics.json"
+        ckpt = models_dir / kind / "best.pt"
+        if path.is_file() and path.stat().st_mtime >= ckpt.stat().st_mtime:
+            metrics = json.loads(path.read_text())
+        else:
+            metrics = evaluate(
+                model, test_ds, batch_size=config.batch_size, device=config.device,
+                progress=config.progress,
+            )  # fmt: skip
+            metrics.pop("skipped", None)
+            _write_json(path, metrics)
+        out[kind] = metrics
+    return out
+
+
+def _predictors(models: dict, device: str) -> dict:
+    """Numpy -> logits callables of the two models, for the deletion curves."""
+    import numpy as np
+    import torch
+
+    from detector.device import resolve_device
+
+    dev = resolve_device(device)
+
+    def wrap(model, add_channel: bool):
+        def predict(x: np.ndarray) -> np.ndarray:
+            t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+            if add_channel:
+                t = t[:, None]
+            with torch.no_grad():
+                return model.to(dev).classify(t.to(dev)).reshape(-1).float().cpu().numpy()
+
+        return predict
+
+    return {"defocus": wrap(models["defocus"], True), "rgb": wrap(models["rgb"], False)}
+
+
+def _headline(test_metrics: dict, analyses: dict) -> dict[str, Any]:
+    """Pick the headline numbers out of the test metrics and the analysis results."""
+    head: dict[str, Any] = {}
+    for kind in ("defocus", "rgb"):
+        m = test_metrics.get(kind, {})
+        head[f"test_auc_{kind}"] = m.get("auc")
+        head[f"test_accuracy_{kind}"] = m.get("accuracy")
+    align = analyses.get("alignment")
+    if align is not None and not align.summary.empty:
+        for rec in align.summary.to_dict("records"):
+            key = f"alignment_{rec['model']}_{rec['group']}"
+            head[key] = {
+                "mean": rec.get("mean"),
+                "std": rec.get("std"),
+                "n": rec.get("n"),
+                "null_p": rec.get("p_value"),
+            }
+    var = analyses.get("variance")
+    if var is not None and not var.tests.empty:
+        for rec in var.tests.to_dict("records"):
+            head[f"ks_mean_local_variance_{rec['group']}"] = {
+                "D": rec.get("statistic"),
+                "p": rec.get("pvalue"),
+                "p_holm": rec.get("pvalue_holm"),
+                "mean_real": rec.get("mean_real"),
+                "mean_fake": rec.get("mean_fake"),
+            }
+    return _finite(head)
+
+
+def format_closing_summary(result: DemoResult) -> str:
+    """Format the closing summary: what is where, and the headline numbers.
+
+    Parameters
+    ----------
+    result : DemoResult
+
+    Returns
+    -------
+    str
+    """
+    h = result.headline
+    lines = [f"demo finished in {result.seconds:.0f} s; everything is in {result.out}/", ""]
+    width = max(len(k) for k in result.paths) if result.paths else 10
+    lines += [f"  {k:<{width}}  {v}" for k, v in result.paths.items()]
+    lines += ["", "headline numbers (test split):"]
+
+    def num(v, fmt=".3f"):
+        return "n/a" if v is None else format(v, fmt)
+
+    lines.append(
+        f"  test AUC   defocus model {num(h.get('test_auc_defocus'))}   "
+        f"RGB model {num(h.get('test_auc_rgb'))}"
+    )
+    for key, value in h.items():
+        if key.startswith("alignment_") and isinstance(value, dict):
+            _, model, group = key.split("_", 2)
+            lines.append(
+                f"  alignment  {model:<8} {group:<18} {num(value.get('mean'))} "
+                f"± {num(value.get('std'))} (n={value.get('n')}, null p={num(value.get('null_p'))})"
+            )
+    for key, value in h.items():
+        if key.startswith("ks_mean_local_variance_") and isinstance(value, dict):
+            group = key[len("ks_mean_local_variance_") :]
+            lines.append(
+                f"  KS test    mean local variance, real vs {group:<18} "
+                f"D={num(value.get('D'))} p={num(value.get('p'), '.2g')}"
+            )
+    return "\n".join(lines)
+
+
+def run_demo(config: DemoConfig | None = None, log: Callable[[str], None] | None = None):
+    """Run the main job (see the module docstring for the stages and the layout).
+
+    Parameters
+    ----------
+    config : DemoConfig, optional
+        Default ``DemoConfig()`` (the full demo into ``runs/demo``).
+    log : callable, optional
+        Receives one line per stage event (default: print to stderr when
+        ``config.progress``, else nothing).
+
+    Returns
+    -------
+    DemoResult
+
+    Raises
+    ------
+    ValueError
+        If the output folder holds a run with other settings.
+    """
+    import torch
+
+    from cache.extract import ExtractConfig, extract
+    from defocus_forensics.figures import FigureParams, compute_analyses, draw_figures
+    from defocus_forensics.notebooks import NOTEBOOKS_DIR, execute_all, list_notebooks
+    from defocus_forensics.report import build_report
+    from detector.data import SyntheticDoF
+
+    config = config or DemoConfig()
+    if log is None:
+        log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if config.progress else None
+        log = log or (lambda msg: None)
+    t0 = time.perf_counter()
+    out = config.out
+    out.mkdir(parents=True, exist_ok=True)
+    stages = _Stages(out, config, log)
+    torch.manual_seed(config.seed)
+    models_dir = out / "models"
+    cache_dir = out / "cache"
+
+    # 1. data ---------------------------------------------------------------------------
+    def make_data():
+        size, seed = config.image_size, config.seed
+        return (
+            SyntheticDoF(config.n_train, size=size, seed=seed),
+            SyntheticDoF(config.n_val, size=size, seed=seed + 1000),
+            SyntheticDoF(config.n_test, size=size, seed=seed + 2000),
+        )
+
+    train_ds, val_ds, test_ds = stages.run("data", make_data)
+    stages.record["data"] = {
+        "train": train_ds.describe(),
+        "val": val_ds.describe(),
+        "test": test_ds.describe(),
+    }
+
+    # 2-3. training -----------------------------------------------------------------------
+    models = {
+        kind: stages.run(
+            f"train-{kind}",
+            lambda kind=kind: _train_one(kind, config, train_ds, val_ds, models_dir),
+        )
+        for kind in ("defocus", "rgb")
+    }
+
+    # 4. evaluation -------------------------------------------------------------------------
+    test_metrics = stages.run("evaluate", lambda: _evaluate(models, test_ds, config, models_dir))
+
+    # 5. extraction -------------------------------------------------------------------------
+    ecfg = ExtractConfig(
+        explainer="shap-gradient",
+        nsamples=config.nsamples,
+        seed=config.seed,
+        n_background=config.n_background,
+        batch_size=config.batch_size,
+        save_image=True,
+    )
+
+    def do_extract():
+        res = extract(
+            test_ds,
+            cache_dir,
+            models["defocus"],
+            models["rgb"],
+            ecfg,
+            background=train_ds,
+            device=config.device,
+            progress=config.progress,
+            info={"command": "defocus demo", "demo": config.to_dict()},
+        )
+        return ("reused" if res.n_written == 0 else "done"), res.cache
+
+    cache = stages.run("extract", do_extract)
+
+    # 6. analyses, summary, figures ---------------------------------------------------------
+    params = FigureParams(
+        perplexities=config.perplexities,
+        n_boot=config.n_boot,
+        n_permutations=config.n_permutations,
+        seed=config.seed,
+    )
+    figures_dir = out / "figures"
+    cache_sha = _file_sha(cache_dir / "manifest.json")
+    analyse_key = _sha([cache_sha, params.to_dict(), config.settings(), "analyse-v1"])
+    analyse_outputs = [out / "summary.json", figures_dir / "figures_manifest.json"]
+
+    def analyse():
+        from analysis.summary import write_summary
+
+        summary = compute_analyses(
+            cache,
+            params,
+            predict=_predictors(models, config.device),
+            deletion_samples=config.deletion_samples,
+            deletion_steps=config.deletion_steps,
+            progress=config.progress,
+        )
+        analyses = summary.attrs["analyses"]
+        paths = write_summary(summary, out / "summary")
+        headline = _headline(test_metrics, analyses)
+        table = [dict(r) for r in summary.to_dict("records")]
+        _write_json(
+            out / "summary.json",
+            {
+                "headline": headline,
+                "table": table,
+                "files": {k: str(v.relative_to(out)) for k, v in paths.items()},
+            },
+        )
+        draw_figures(cache, figures_dir, params=params, analyses=analyses, progress=config.progress)
+
+    stages.run(
+        "analyse",
+        analyse,
+        key=analyse_key,
+        reused=stages.reusable("analyse", analyse_key, analyse_outputs),
+    )
+    summary_json = json.loads((out / "summary.json").read_text())
+
+    # 7. notebooks ---------------------------------------------------------------------------
+    nb_dir = out / "notebooks"
+    if config.notebooks:
+        sources = list_notebooks(NOTEBOOKS_DIR)
+        nb_params = {"perplexities": list(config.perplexities), "seed": config.seed}
+        nb_key = _sha([cache_sha, nb_params, [(p.name, _file_sha(p)) for p in sources]])
+        nb_outputs = [nb_dir / f"{p.stem}.html" for p in sources]
+        stages.run(
+            "notebooks",
+            lambda: execute_all(cache_dir, nb_dir, nb_params, progress=config.progress),
+            key=nb_key,
+            reused=stages.reusable("notebooks", nb_key, nb_outputs),
+        )
+    else:
+        stages.skip("notebooks", "--no-notebooks")
+
+    # 8. report -------------------------------------------------------------------------------
+    stages.record["headline"] = summary_json.get("headline", {})
+    stages.save()
+    report = stages.run("report", lambda: build_report(out))
+
+    result = DemoResult(
+        out=out,
+        headline=summary_json.get("headline", {}),
+        stages=stages.record["stages"],
+        paths={
+            "report": str(report),
+            "figures": f"{figures_dir}/ (figures_manifest.json lists them)",
+            "cache": f"{cache_dir}/ ({cache.n_samples()} samples; {', '.join(cache.groups)})",
+            "summary": f"{out / 'summary'}/summary.csv, summary.md",
+            "notebooks": f"{nb_dir}/ (executed .ipynb + .html)"
+            if config.notebooks
+            else "(skipped)",
+            "models": f"{models_dir}/{{defocus,rgb}}/best.pt",
+        },
+        seconds=time.perf_counter() - t0,
+    )
+    stages.record["seconds"] = round(result.seconds, 2)
+    stages.save()
+    return result

@@ -1,0 +1,532 @@
+"""Every figure of the paper (and ours) from a cache, as PDF + PNG with a manifest.
+
+Torch-free: this module reads caches through :func:`cache.open_cache` and
+draws with the figure functions of :mod:`analysis`; it holds no analysis of
+its own. :func:`compute_analyses` runs the analyses once
+(:func:`analysis.summary.summarise_cache`), :func:`draw_figures` draws every
+figure type from them and writes ``figures_manifest.json``, which records for
+each figure what it shows, the files, the cache fields and functions it was
+drawn from, the parameters, and the cache's fingerprint.
+
+Figure types (file stems):
+
+========================================  ===========================================
+``overlays_rgb_vs_defocus_attributions``  image, defocus map, each model's |attr| (paper)
+``masks_binary_gallery_T{T}``             binary masks ``|fake - real| > T`` (paper)
+``masks_threshold_sweep``                 activated pixels vs threshold (paper)
+``variance_local_variance_pairs``         local-variance heatmaps, real/fake (paper)
+``variance_mean_local_variance_ecdf``     per-image mean local variance + KS (ours)
+``embedding_tsne_perplexity_sweep_*``     t-SNE of penultimate features (paper: defocus)
+``alignment_histograms_by_model``         Shapley alignment score histograms (paper)
+``alignment_permutation_null``            score vs a shuffled-pairs null (ours)
+``localisation_scores_by_model``          mass/rank accuracy, pointing game (ours)
+``localisation_deletion_curves``          deletion curves vs random order (ours)
+========================================  ===========================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "FIGURE_TYPES",
+    "FigureParams",
+    "FigureType",
+    "compute_analyses",
+    "draw_figures",
+]
+
+
+@dataclass(frozen=True)
+class FigureParams:
+    """Settings of the analyses behind the figures.
+
+    Parameters
+    ----------
+    thresholds : tuple of float
+        Binary-mask threshold sweep (the paper's seven values).
+    gallery_threshold : float
+        ``T`` of the binary-mask gallery, in (0, 1).
+    window : int
+        Local-variance window (odd, >= 1).
+    bins : int
+        Alignment histogram bins.
+    perplexities : tuple of float
+        t-SNE perplexity sweep (values too large for the sample are skipped).
+    n_per_class : int
+        Reals and fakes embedded.
+    n_overlay : int
+        Samples per group in the attribution overlays.
+    n_boot, n_permutations : int
+        Bootstrap resamples and permutation-null draws.
+    seed : int
+        Seed of every random step.
+    """
+
+    thresholds: tuple[float, ...] = (1e-1, 5e-2, 1e-2, 5e-3, 1e-3, 5e-4, 1e-4)
+    gallery_threshold: float = 0.1
+    window: int = 15
+    bins: int = 20
+    perplexities: tuple[float, ...] = (5, 10, 20, 40)
+    n_per_class: int = 1000
+    n_overlay: int = 2
+    n_boot: int = 1000
+    n_permutations: int = 100
+    seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "thresholds", tuple(float(t) for t in self.thresholds))
+        object.__setattr__(self, "perplexities", tuple(float(p) for p in self.perplexities))
+        if not self.thresholds or not all(0 < t < 1 for t in self.thresholds):
+            raise ValueError(f"thresholds must be non-empty and in (0, 1), got {self.thresholds}")
+        if not 0 < self.gallery_threshold < 1:
+            raise ValueError(f"gallery_threshold must be in (0, 1), got {self.gallery_threshold}")
+        if not self.perplexities or not all(p > 0 for p in self.perplexities):
+            raise ValueError(f"perplexities must be positive, got {self.perplexities}")
+        for name in ("window", "bins", "n_per_class", "n_overlay", "n_boot", "n_permutations"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.window % 2 == 0:
+            raise ValueError(f"window must be odd, got {self.window}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the settings as a JSON-ready dict."""
+        out = asdict(self)
+        out["thresholds"] = list(self.thresholds)
+        out["perplexities"] = list(self.perplexities)
+        return out
+
+
+@dataclass(frozen=True)
+class FigureType:
+    """One kind of figure: how to draw it and what it is drawn from.
+
+    Attributes
+    ----------
+    stem : str
+        File name without extension.
+    section : str
+        Analysis it belongs to.
+    title, caption : str
+        Text for the report.
+    fields : tuple of str
+        Cache fields it reads.
+    functions : tuple of str
+        Dotted names of the analysis functions used.
+    draw : callable
+        ``draw(analyses, cache, params) -> matplotlib Figure``.
+    paper : bool
+        Whether the paper shows this figure type.
+    """
+
+    stem: str
+    section: str
+    title: str
+    caption: str
+    fields: tuple[str, ...]
+    functions: tuple[str, ...]
+    draw: Callable[[dict, Any, FigureParams], Any] = field(repr=False)
+    paper: bool = True
+
+
+def _overlays(analyses, cache, params):
+    from analysis.overlays import overlays_from_cache, plot_attribution_overlays
+
+    return plot_attribution_overlays(overlays_from_cache(cache, n=params.n_overlay))
+
+
+def _mask_gallery(analyses, cache, params):
+    from analysis.masks import plot_mask_gallery
+
+    return plot_mask_gallery(analyses["masks"], threshold=params.gallery_threshold)
+
+
+def _mask_sweep(analyses, cache, params):
+    from analysis.masks import plot_threshold_sweep
+
+    return plot_threshold_sweep(analyses["masks"])
+
+
+def _variance_pairs(analyses, cache, params):
+    from analysis.variance import plot_variance_heatmaps
+
+    return plot_variance_heatmaps(analyses["variance"])
+
+
+def _variance_ecdf(analyses, cache, params):
+    from analysis.variance import plot_variance_ecdf
+
+    return plot_variance_ecdf(analyses["variance"])
+
+
+def _embedding(field_name):
+    def draw(analyses, cache, params):
+        from analysis.embedding import plot_embedding_sweep
+        from analysis.style import unavailable_figure
+
+        key = "embedding" if field_name == "features_defocus" else f"embedding_{field_name}"
+        if key not in analyses:
+            return unavailable_figure(f"the cache has no {field_name!r} field", "t-SNE")
+        return plot_embedding_sweep(analyses[key])
+
+    return draw
+
+
+def _alignment_hist(analyses, cache, params):
+    from analysis.alignment import plot_alignment_histograms
+
+    return plot_alignment_histograms(analyses["alignment"], bins=params.bins)
+
+
+def _alignment_null(analyses, cache, params):
+    from analysis.alignment import plot_permutation_null
+
+    return plot_permutation_null(analyses["alignment"])
+
+
+def _localisation_bars(analyses, cache, params):
+    from analysis.localisation import plot_localisation_bars
+
+    return plot_localisation_bars(analyses["localisation"])
+
+
+def _deletion(analyses, cache, params):
+    from analysis.localisation import plot_deletion_curves
+
+    return plot_deletion_curves(analyses["localisation"])
+
+
+def _gallery_stem(params: FigureParams) -> str:
+    return f"masks_binary_gallery_T{params.gallery_threshold:g}"
+
+
+#: Every figure type, in the order of the paper's sections.
+FIGURE_TYPES: tuple[FigureType, ...] = (
+    FigureType(
+        "overlays_rgb_vs_defocus_attributions",
+        "attributions",
+        "RGB vs defocus attributions",
+        "Per sample: the image, its normalised defocus map, and the absolute Shapley "
+        "attributions of the defocus model and of the RGB model (summed over channels) "
+        "overlaid on the image.",
+        ("image", "defocus", "attr_defocus", "attr_rgb"),
+        ("analysis.overlays.overlays_from_cache", "analysis.overlays.plot_attribution_overlays"),
+        _overlays,
+    ),
+    FigureType(
+        "masks_binary_gallery",  # stem completed with the threshold at draw time
+        "masks",
+        "Binary masks",
+        "Paired real and fake defocus maps and the binary mask |fake - real| > T; "
+        "where the cache holds a ground-truth manipulation mask, it is shown for comparison.",
+        ("defocus", "pair_id", "mask"),
+        ("analysis.masks.masks_from_cache", "analysis.masks.plot_mask_gallery"),
+        _mask_gallery,
+    ),
+    FigureType(
+        "masks_threshold_sweep",
+        "masks",
+        "Binary-mask threshold sweep",
+        "Activated pixels per fake/real pair (mean, min-max band) against the threshold T, "
+        "per manipulation.",
+        ("defocus", "pair_id"),
+        ("analysis.masks.masks_from_cache", "analysis.masks.plot_threshold_sweep"),
+        _mask_sweep,
+    ),
+    FigureType(
+        "variance_local_variance_pairs",
+        "variance",
+        "Local-variance heatmaps",
+        "15x15 local variance of paired real and fake defocus maps on a shared colour scale.",
+        ("defocus", "pair_id"),
+        ("analysis.variance.variance_from_cache", "analysis.variance.plot_variance_heatmaps"),
+        _variance_pairs,
+    ),
+    FigureType(
+        "variance_mean_local_variance_ecdf",
+        "variance",
+        "Mean local variance, real vs fake",
+        "Empirical distribution of the per-image mean local variance per group, with the "
+        "two-sample KS statistic and its (Holm-corrected) p-value.",
+        ("defocus", "label", "group"),
+        ("analysis.variance.variance_from_cache", "analysis.variance.plot_variance_ecdf"),
+        _variance_ecdf,
+        paper=False,
+    ),
+    FigureType(
+        "embedding_tsne_perplexity_sweep_features_defocus",
+        "embedding",
+        "t-SNE of defocus-model features",
+        "t-SNE of the defocus model's penultimate features, one panel per perplexity, "
+        "coloured by group, with trustworthiness and silhouette.",
+        ("features_defocus", "label", "group"),
+        ("analysis.embedding.embedding_from_cache", "analysis.embedding.plot_embedding_sweep"),
+        _embedding("features_defocus"),
+    ),
+    FigureType(
+        "embedding_tsne_perplexity_sweep_features_rgb",
+        "embedding",
+        "t-SNE of RGB-model features",
+        "The same sweep on the RGB model's penultimate features, for comparison.",
+        ("features_rgb", "label", "group"),
+        ("analysis.embedding.embedding_from_cache", "analysis.embedding.plot_embedding_sweep"),
+        _embedding("features_rgb"),
+        paper=False,
+    ),
+    FigureType(
+        "alignment_histograms_by_model",
+        "alignment",
+        "Shapley alignment scores",
+        "Per fake sample, the overlap of the |fake - real| histogram over defocus levels with "
+        "the |attribution| histogram (1 = attribution sits where the maps differ), "
+        "for the defocus and the RGB model.",
+        ("defocus", "pair_id", "attr_defocus", "attr_rgb"),
+        (
+            "analysis.alignment.alignment_from_cache",
+            "analysis.alignment.plot_alignment_histograms",
+        ),
+        _alignment_hist,
+    ),
+    FigureType(
+        "alignment_permutation_null",
+        "alignment",
+        "Alignment against a permutation null",
+        "Mean alignment score against its distribution when attributions are paired with "
+        "the wrong samples.",
+        ("defocus", "pair_id", "attr_defocus", "attr_rgb"),
+        ("analysis.alignment.alignment_from_cache", "analysis.alignment.plot_permutation_null"),
+        _alignment_null,
+        paper=False,
+    ),
+    FigureType(
+        "localisation_scores_by_model",
+        "localisation",
+        "Localisation of the manipulation",
+        "Relevance mass and rank accuracy and pointing game of each model's attributions "
+        "against the ground-truth mask and the binary defocus mask, with chance levels.",
+        ("attr_defocus", "attr_rgb", "mask", "defocus", "pair_id"),
+        (
+            "analysis.localisation.localisation_from_cache",
+            "analysis.localisation.plot_localisation_bars",
+        ),
+        _localisation_bars,
+        paper=False,
+    ),
+    FigureType(
+        "localisation_deletion_curves",
+        "localisation",
+        "Deletion curves",
+        "Model evidence as the most-attributed pixels are removed, against a random order "
+        "(needs the models: drawn by 'defocus demo', marked unavailable from a cache alone).",
+        ("attr_defocus", "attr_rgb", "defocus", "image"),
+        ("analysis.localisation.deletion_from_cache", "analysis.localisation.plot_deletion_curves"),
+        _deletion,
+        paper=False,
+    ),
+)
+
+
+def compute_analyses(
+    cache,
+    params: FigureParams | None = None,
+    *,
+    predict: dict | None = None,
+    deletion_samples: int = 64,
+    deletion_steps: int = 11,
+    progress: bool = False,
+):
+    """Run every analysis the figures need (:func:`analysis.summary.summarise_cache`).
+
+    Parameters
+    ----------
+    cache : cache reader
+        From :func:`cache.open_cache`.
+    params : FigureParams, optional
+    predict : dict of str to callable, optional
+        Model callables for the deletion curves (see
+        :func:`analysis.localisation.deletion_from_cache`); without them the
+        curves are marked unavailable.
+    deletion_samples : int
+        Samples per group in the deletion curves (each step runs the model on all).
+    deletion_steps : int
+        Removed fractions ``linspace(0, 1, deletion_steps)``.
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    analysis.summary.SummaryResult
+        The long summary table; ``.attrs["analyses"]`` holds the analysis
+        objects by name (``masks``, ``variance``, ``alignment``,
+        ``localisation``, ``embedding`` and, with RGB features,
+        ``embedding_features_rgb``).
+    """
+    import numpy as np
+
+    from analysis.embedding import embedding_from_cache
+    from analysis.localisation import deletion_from_cache
+    from analysis.summary import SummaryResult, summarise_cache, summary_frames
+
+    params = params or FigureParams()
+    if (
+        isinstance(deletion_steps, bool)
+        or not isinstance(deletion_steps, int)
+        or deletion_steps < 2
+    ):
+        raise ValueError(f"deletion_steps must be an integer >= 2, got {deletion_steps!r}")
+    summary = summarise_cache(
+        cache,
+        thresholds=params.thresholds,
+        window=params.window,
+        bins=params.bins,
+        n_boot=params.n_boot,
+        n_permutations=params.n_permutations,
+        embedding="features_defocus" in cache.fields,
+        perplexities=params.perplexities,
+        n_per_class=params.n_per_class,
+        predict=None,  # deletion below, with a sample budget
+        seed=params.seed,
+        progress=progress,
+    )
+    analyses = summary.attrs["analyses"]
+    if predict:
+        loc = analyses["localisation"]
+        curves, check, unavailable = deletion_from_cache(
+            cache,
+            predict,
+            max_samples=deletion_samples,
+            fractions=tuple(np.linspace(0.0, 1.0, deletion_steps)),
+            seed=params.seed,
+        )
+        loc.deletion, loc.deletion_check = curves, check
+        loc.unavailable = {
+            k: v for k, v in loc.unavailable.items() if not k.startswith("deletion")
+        } | unavailable
+        summary = SummaryResult(summary_frames(analyses))
+        summary.attrs["analyses"] = analyses
+    if "features_rgb" in cache.fields:
+        analyses["embedding_features_rgb"] = embedding_from_cache(
+            cache,
+            "features_rgb",
+            perplexities=params.perplexities,
+            n_per_class=params.n_per_class,
+            seed=params.seed,
+        )
+    return summary
+
+
+def _cache_fingerprint(cache) -> str:
+    return hashlib.sha256((Path(cache.path) / "manifest.json").read_bytes()).hexdigest()
+
+
+def draw_figures(
+    cache,
+    out_dir: str | Path,
+    *,
+    params: FigureParams | None = None,
+    analyses: dict | None = None,
+    formats: Sequence[str] = ("pdf", "png"),
+    dpi: int = 150,
+    only: Sequence[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Draw every figure type from a cache and write ``figures_manifest.json``.
+
+    Parameters
+    ----------
+    cache : str, Path or cache reader
+        The cache (opened with :func:`cache.open_cache` when a path).
+    out_dir : str or Path
+        Output folder (created).
+    params : FigureParams, optional
+    analyses : dict, optional
+        Analysis objects by name, e.g. ``compute_analyses(...).attrs["analyses"]``;
+        computed here when not given.
+    formats : sequence of str
+        File formats; ``"png"`` is always included (the report needs it).
+    dpi : int
+        Raster resolution.
+    only : sequence of str, optional
+        Sections to draw (default: all).
+    progress : bool
+        Show a tqdm bar on stderr.
+
+    Returns
+    -------
+    dict
+        The manifest: ``cache``, ``cache_manifest_sha256``, ``params``,
+        ``figures`` (one entry per figure with ``stem``, ``section``, ``title``,
+        ``caption``, ``png``, ``pdf``, ``files``, ``fields``, ``functions``,
+        ``paper``, ``unavailable``, ``seconds``).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from tqdm.auto import tqdm
+
+    from analysis.style import save_figure
+    from cache import open_cache
+
+    if isinstance(cache, (str, Path)):
+        cache = open_cache(cache)
+    params = params or FigureParams()
+    formats = list(dict.fromkeys([*formats, "png"]))
+    sections = {t.section for t in FIGURE_TYPES}
+    if only is not None:
+        unknown = sorted(set(only) - sections)
+        if unknown:
+            raise ValueError(f"unknown figure section(s) {unknown}; choose from {sorted(sections)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if analyses is None:
+        analyses = compute_analyses(cache, params, progress=progress).attrs["analyses"]
+
+    types = [t for t in FIGURE_TYPES if only is None or t.section in only]
+    entries = []
+    for ftype in tqdm(types, desc="figures", unit="fig", disable=not progress):
+        start = time.perf_counter()
+        stem = _gallery_stem(params) if ftype.stem == "masks_binary_gallery" else ftype.stem
+        fig = ftype.draw(analyses, cache, params)
+        files = save_figure(fig, out_dir / stem, formats=formats, dpi=dpi)
+        unavailable = getattr(fig, "_analysis_unavailable", None)
+        plt.close(fig)
+        by_ext = {p.suffix.lstrip("."): p.name for p in files}
+        entries.append(
+            {
+                "stem": stem,
+                "section": ftype.section,
+                "title": ftype.title,
+                "caption": ftype.caption
+                + (f" [unavailable: {unavailable}]" if unavailable else ""),
+                "png": by_ext["png"],
+                "pdf": by_ext.get("pdf"),
+                "files": by_ext,
+                "fields": [f for f in ftype.fields if f in cache.fields],
+                "missing_fields": [f for f in ftype.fields if f not in cache.fields],
+                "functions": list(ftype.functions),
+                "paper": ftype.paper,
+                "unavailable": unavailable,
+                "seconds": round(time.perf_counter() - start, 3),
+            }
+        )
+    manifest = {
+        "cache": str(Path(cache.path).resolve()),
+        "cache_manifest_sha256": _cache_fingerprint(cache),
+        "groups": list(cache.groups),
+        "n_samples": int(cache.n_samples()),
+        "params": params.to_dict(),
+        "formats": formats,
+        "figures": entries,
+    }
+    tmp = out_dir / "figures_manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2))
+    tmp.replace(out_dir / "figures_manifest.json")
+    return manifest

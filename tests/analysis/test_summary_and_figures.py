@@ -1,0 +1,123 @@
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from analysis import alignment, embedding, localisation, masks, overlays, variance
+from analysis.style import group_colors, save_figure, unavailable_figure
+from analysis.summary import COLUMNS, summarise_cache, write_summary
+
+FAST = dict(n_boot=50, n_permutations=10, null_samples=4, perplexities=(2, 5))
+
+
+def _value(df, analysis, group, model, metric):
+    sel = df.query(
+        "analysis == @analysis and group == @group and model == @model and metric == @metric"
+    )
+    assert len(sel) == 1, (analysis, group, model, metric, len(sel))
+    return sel["value"].iloc[0]
+
+
+def test_summary_numbers_agree_with_the_modules(small_cache, tmp_path):
+    c, _ = small_cache
+    df = summarise_cache(c, **FAST)
+    assert list(df.columns) == COLUMNS
+    m = masks.masks_from_cache(c)
+    ref = m.stats.set_index(["group", "threshold"]).loc[("pasted", 0.1), "mean"]
+    assert _value(df, "masks", "pasted", "", "mean@T=0.1") == pytest.approx(ref)
+    a = alignment.alignment_from_cache(c, n_permutations=10, null_samples=4, n_boot=50)
+    ref = a.summary.set_index(["group", "model"]).loc[("blurred", "rgb"), "mean"]
+    assert _value(df, "alignment", "blurred", "rgb", "mean") == pytest.approx(ref)
+    v = variance.variance_from_cache(c, n_boot=50)
+    ref = v.tests.set_index("group").loc["pasted", "statistic"]
+    assert _value(df, "variance", "pasted", "", "ks_statistic") == pytest.approx(ref)
+    assert _value(df, "localisation", "pasted", "defocus", "pointing@truth") == 1.0
+    assert "analyses" in df.attrs
+    paths = write_summary(df, tmp_path / "out")
+    back = pd.read_csv(paths["csv"])
+    assert len(back) == len(df) and list(back.columns) == COLUMNS
+    text = paths["markdown"].read_text()
+    for section in ("## masks", "## variance", "## alignment", "## localisation", "## embedding"):
+        assert section in text
+
+
+def test_minimal_cache_marks_everything_unavailable(minimal_cache, tmp_path):
+    c, _ = minimal_cache
+    df = summarise_cache(c, **FAST)
+    notes = " ".join(df.loc[df.metric == "unavailable", "note"])
+    for needle in ("attr_defocus", "attr_rgb", "mask", "features_defocus", "deletion"):
+        assert needle in notes
+    # what the cache does support is still there
+    assert _value(df, "masks", "pasted", "", "n@T=0.1") == 8
+    write_summary(df, tmp_path)
+
+
+def _all_figures(c):
+    m = masks.masks_from_cache(c, thresholds=(0.1, 0.01))
+    v = variance.variance_from_cache(c, window=5, n_boot=20)
+    a = alignment.alignment_from_cache(c, n_permutations=5, null_samples=4, n_boot=20)
+    loc = localisation.localisation_from_cache(c)
+    e = embedding.embedding_from_cache(c, perplexities=(2,))
+    return {
+        "gallery": masks.plot_mask_gallery(m),
+        "sweep": masks.plot_threshold_sweep(m),
+        "heatmaps": variance.plot_variance_heatmaps(v),
+        "ecdf": variance.plot_variance_ecdf(v),
+        "alignment": alignment.plot_alignment_histograms(a),
+        "null": alignment.plot_permutation_null(a),
+        "localisation": localisation.plot_localisation_bars(loc),
+        "deletion": localisation.plot_deletion_curves(loc),
+        "embedding": embedding.plot_embedding_sweep(e),
+        "overlays": overlays.plot_attribution_overlays(overlays.overlays_from_cache(c, n=1)),
+    }
+
+
+@pytest.mark.slow
+def test_every_figure_renders_to_pdf_and_png(small_cache, tmp_path):
+    c, _ = small_cache
+    figs = _all_figures(c)
+    for name, fig in figs.items():
+        assert isinstance(fig, Figure), name
+        paths = save_figure(fig, tmp_path / name)
+        assert [p.suffix for p in paths] == [".pdf", ".png"]
+        assert all(p.stat().st_size > 1000 for p in paths)
+    # no deletion model was given: that figure is the explicit marker, the others are real plots
+    assert hasattr(figs["deletion"], "_analysis_unavailable")
+    assert not hasattr(figs["gallery"], "_analysis_unavailable")
+
+
+def test_figures_on_a_minimal_cache_do_not_crash(minimal_cache):
+    c, _ = minimal_cache
+    figs = _all_figures(c)
+    for name in ("alignment", "null", "localisation", "embedding"):
+        assert hasattr(figs[name], "_analysis_unavailable"), name
+    assert not hasattr(figs["gallery"], "_analysis_unavailable")
+
+
+def test_figures_leave_no_pyplot_state(small_cache):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    before = dict(matplotlib.rcParams)
+    n_before = len(plt.get_fignums())
+    unavailable_figure("x")
+    masks.plot_threshold_sweep(masks.masks_from_cache(small_cache[0]))
+    assert len(plt.get_fignums()) == n_before
+    assert dict(matplotlib.rcParams) == before
+
+
+def test_group_colors_are_stable():
+    a = group_colors(["real", "x", "y"])
+    b = group_colors(["y", "real", "x"])
+    assert a["real"] == b["real"] == "#0072B2"
+    assert len(set(a.values())) == 3
+
+
+def test_deletion_figure_with_a_model(small_cache):
+    c, _ = small_cache
+    w = np.random.default_rng(0).normal(size=(24, 24))
+    loc = localisation.localisation_from_cache(
+        c, predict={"defocus": lambda x: (x * w).sum(axis=(1, 2))}, deletion_samples=2
+    )
+    fig = localisation.plot_deletion_curves(loc)
+    assert not hasattr(fig, "_analysis_unavailable")

@@ -1,0 +1,138 @@
+"""``defocus extract / inspect / verify / import-legacy`` end to end on the synthetic data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from defocus_forensics.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # shared 2-core machine: see tests/cache/conftest.py
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    from detector.models import build_detector, save_checkpoint
+
+    folder = tmp_path_factory.mktemp("ckpt")
+    out = {}
+    for kind in ("defocus", "rgb"):
+        model = build_detector(kind, backbone="mobilenetv3_small_050", image_size=32)
+        out[kind] = save_checkpoint(model, folder / f"{kind}.safetensors")
+    return out
+
+
+@pytest.fixture(scope="module")
+def built(checkpoints, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "cache"
+    argv = [
+        "extract",
+        "--data",
+        "synthetic:n=8,size=32,seed=0",
+        "--defocus-model",
+        str(checkpoints["defocus"]),
+        "--rgb-model",
+        str(checkpoints["rgb"]),
+        "--out",
+        str(out),
+        "--nsamples",
+        "8",
+        "--background",
+        "2",
+        "--shard-size",
+        "3",
+        "--quiet",
+    ]
+    assert main(argv) == 0
+    return out, argv
+
+
+def test_extract_builds_a_verified_cache_with_both_models(built, capsys):
+    from cache import open_cache
+
+    out, argv = built
+    c = open_cache(out)
+    assert c.n_samples() == 8 and c.groups[0] == "real"
+    for f in ("defocus", "attr_defocus", "attr_rgb", "logit_rgb", "features_rgb", "mask"):
+        assert f in c.fields
+    assert c.load("attr_rgb").shape == (8, 3, 32, 32) and np.abs(c.load("attr_rgb")).sum() > 0
+    assert c.config["models"]["defocus"]["config"]["backbone"] == "mobilenetv3_small_050"
+    assert main(["verify", str(out)]) == 0
+    assert "ok: " in capsys.readouterr().out
+    assert main(argv) == 0  # resume: nothing left to do
+    assert "0 written now" in capsys.readouterr().out
+
+
+def test_verify_fails_on_tampered_copies_naming_the_shard(built, tmp_path, capsys):
+    from cache import open_cache
+
+    out, _ = built
+    flipped, cut = tmp_path / "flipped", tmp_path / "cut"
+    shutil.copytree(out, flipped)
+    shutil.copytree(out, cut)
+    entry = open_cache(flipped).shards[1]
+    raw = bytearray((flipped / entry["file"]).read_bytes())
+    raw[len(raw) // 3] ^= 0x10
+    (flipped / entry["file"]).write_bytes(bytes(raw))
+    assert main(["verify", str(flipped)]) == 1
+    err = capsys.readouterr().err
+    assert entry["name"] in err and "sha256" in err
+    data = (cut / entry["file"]).read_bytes()
+    (cut / entry["file"]).write_bytes(data[:-7])
+    assert main(["verify", str(cut)]) == 1
+    assert "truncated" in capsys.readouterr().err
+    assert main(["verify", str(tmp_path)]) == 2
+
+
+def test_inspect(built, capsys):
+    out, _ = built
+    assert main(["inspect", str(out), "--shards"]) == 0
+    text = capsys.readouterr().out
+    assert "shap-gradient" in text and "attr_rgb" in text and "(N, 3, 32, 32)" in text
+    assert "00000-real" in text
+    assert main(["inspect", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["format_version"] == 1
+
+
+def test_extract_user_errors_exit_2(built, checkpoints, tmp_path, capsys):
+    out, argv = built
+    assert main(["extract", "--out", str(tmp_path / "x"), "--data", "synthetic:n=4"]) == 2
+    assert "required" in capsys.readouterr().err
+    bad = argv.copy()
+    bad[bad.index("--defocus-model") + 1] = str(tmp_path / "missing.pt")
+    assert main(bad) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    bad = argv.copy()
+    bad[bad.index("--data") + 1] = "nonsense:x=1"
+    assert main(bad) == 2
+    assert "unknown data kind" in capsys.readouterr().err
+    other = argv.copy()
+    other[other.index("--nsamples") + 1] = "16"
+    assert main(other) == 2
+    assert "extraction.nsamples: 8 != 16" in capsys.readouterr().err
+
+
+def test_import_legacy_cli(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "shap_data_real.npz"
+    maps = [rng.random((8, 8)) for _ in range(3)]
+    np.savez(
+        path, **{k: np.array(maps, dtype=object) for k in ("dmaps", "defocus_shaps", "rgb_shaps")}
+    )
+    assert main(["import-legacy", str(path), "--out", str(tmp_path / "c")]) == 2
+    assert "--trust-pickle" in capsys.readouterr().err
+    assert main(["import-legacy", str(path), "--out", str(tmp_path / "c"), "--trust-pickle"]) == 0
+    captured = capsys.readouterr()
+    assert "warning: unpickling runs code" in captured.err and "imported 3 samples" in captured.out
+    assert main(["verify", str(tmp_path / "c")]) == 0
