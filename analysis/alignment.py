@@ -59,14 +59,25 @@ class AlignmentScores:
 
 def _bin_index(values: np.ndarray, bins: int) -> np.ndarray:
     """Bin of each value as ``np.histogram(values, bins, range=(0, 1))`` assigns it; -1 outside."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    idx = np.floor(values * bins).astype(np.int64)
-    idx = np.clip(idx, 0, bins - 1)
-    # the same boundary corrections numpy applies after its fast path
-    idx -= values < edges[idx]
-    idx += (values >= edges[np.minimum(idx + 1, bins)]) & (idx != bins - 1)
-    outside = (values < 0.0) | (values > 1.0) | np.isnan(values)
-    return np.where(outside, -1, idx)
+    with np.errstate(invalid="ignore"):
+        scaled = values * bins
+        idx = scaled.astype(np.int64)  # truncation: floor for the values >= 0 that matter
+    np.clip(idx, 0, bins - 1, out=idx)
+    # numpy corrects its fast path against the float64 edges; only values within
+    # rounding error of an edge can move, so correct just those
+    with np.errstate(invalid="ignore"):
+        near = np.abs(scaled - np.rint(scaled)) < 1e-6
+    if near.any():
+        edges = np.linspace(0.0, 1.0, bins + 1)
+        v = values[near]
+        j = idx[near]
+        j = j - (v < edges[j])
+        j = j + ((v >= edges[np.minimum(j + 1, bins)]) & (j != bins - 1))
+        idx[near] = j
+    outside = ~((values >= 0.0) & (values <= 1.0))  # also NaN
+    if outside.any():
+        idx[outside] = -1
+    return idx
 
 
 def _resize(maps: np.ndarray, side: int) -> np.ndarray:
@@ -183,7 +194,11 @@ def _flat_bins(fake: np.ndarray, bins: int) -> np.ndarray:
     """Flat histogram slot ``row * bins + bin`` of every pixel, -1 outside [0, 1]; (N, P) int64."""
     n = fake.shape[0]
     idx = _bin_index(fake.reshape(n, -1), bins)
-    return np.where(idx >= 0, np.arange(n)[:, None] * bins + idx, -1)
+    outside = idx < 0 if idx.min(initial=0) < 0 else None
+    idx += (np.arange(n) * bins)[:, None]
+    if outside is not None:
+        idx[outside] = -1
+    return idx
 
 
 def _normalised_hist(flat: np.ndarray, weights: np.ndarray, bins: int) -> np.ndarray:

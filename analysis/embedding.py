@@ -312,13 +312,12 @@ def embedding_from_cache(
         if groups is not None and g not in groups:
             continue
         for shard in iter_group(cache, g, ("id", "label", field)):
+            shard["group"] = np.full(len(shard["id"]), g)
             parts.append(shard)
     ids = np.concatenate([p["id"] for p in parts])
     labels = np.concatenate([p["label"] for p in parts]).astype(int)
     feats = np.concatenate([p[field] for p in parts])
-    grp = np.concatenate(
-        [np.full(len(p["id"]), g) for p, g in zip(parts, _groups_of(cache, groups), strict=False)]
-    )
+    grp = np.concatenate([p["group"] for p in parts])
     rng = np.random.default_rng(seed)
     keep = []
     for lab in (0, 1):
@@ -384,16 +383,6 @@ def embedding_from_cache(
         method,
         unavailable,
     )
-
-
-def _groups_of(cache, groups):
-    """Group name of every shard :func:`embedding_from_cache` read, in order."""
-    out = []
-    for g in cache.groups:
-        if groups is not None and g not in groups:
-            continue
-        out.extend([g] * sum(1 for e in cache.shards if e["group"] == g))
-    return out
 
 
 def plot_embedding_sweep(analysis: EmbeddingAnalysis, point_size: float = 4.0):

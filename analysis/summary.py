@@ -23,18 +23,9 @@ import pandas as pd
 
 from analysis.masks import PAPER_THRESHOLDS
 
-__all__ = ["SummaryResult", "summarise_cache", "summary_frames", "write_summary"]
+__all__ = ["COLUMNS", "summarise_cache", "summary_frames", "write_summary"]
 
 COLUMNS = ["analysis", "group", "model", "metric", "value", "note"]
-
-
-class SummaryResult(pd.DataFrame):
-    """A :class:`pandas.DataFrame` (the long table) carrying the full analyses in ``.attrs``.
-
-    ``df.attrs["analyses"]`` holds the :class:`~analysis.masks.MaskAnalysis`,
-    :class:`~analysis.variance.VarianceAnalysis` etc. by name, so figures can
-    be drawn without a second pass over the cache.
-    """
 
 
 def _row(analysis, group, model, metric, value, note=""):
@@ -190,7 +181,8 @@ def summarise_cache(
     predict: dict | None = None,
     seed: int = 0,
     progress: bool = False,
-) -> SummaryResult:
+    return_analyses: bool = False,
+):
     """Every analysis of a cache in a long table (one number per row).
 
     Parameters
@@ -222,12 +214,18 @@ def summarise_cache(
     seed : int
     progress : bool
         Show progress bars.
+    return_analyses : bool
+        Also return the full analysis objects (for figures without a second
+        pass over the cache).
 
     Returns
     -------
-    SummaryResult
-        Columns ``analysis, group, model, metric, value, note``; the full
-        analysis objects in ``.attrs["analyses"]``.
+    pandas.DataFrame
+        Columns ``analysis, group, model, metric, value, note``.
+    analyses : dict, only with ``return_analyses=True``
+        ``{"masks": MaskAnalysis, "variance": VarianceAnalysis, "alignment":
+        AlignmentAnalysis, "localisation": LocalisationAnalysis,
+        "embedding": EmbeddingAnalysis}`` (no "embedding" when disabled).
     """
     from analysis.alignment import AlignmentAccumulator
     from analysis.embedding import embedding_from_cache
@@ -259,9 +257,8 @@ def summarise_cache(
         analyses["embedding"] = embedding_from_cache(
             cache, embedding_field, perplexities=perplexities, n_per_class=n_per_class, seed=seed
         )
-    df = SummaryResult(summary_frames(analyses))
-    df.attrs["analyses"] = analyses
-    return df
+    df = summary_frames(analyses)
+    return (df, analyses) if return_analyses else df
 
 
 def _md_value(v) -> str:

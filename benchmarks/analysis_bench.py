@@ -149,9 +149,8 @@ def analyse(path: str, out: str) -> None:
 
     t = time.perf_counter()
     c = open_cache(path)
-    df = summarise_cache(c, progress=True)
+    df, an = summarise_cache(c, progress=True, return_analyses=True)
     write_summary(df, out)
-    an = df.attrs["analyses"]
     figs = {
         "gallery": masks.plot_mask_gallery(an["masks"]),
         "sweep": masks.plot_threshold_sweep(an["masks"]),

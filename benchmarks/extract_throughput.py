@@ -42,6 +42,10 @@ sys.path.insert(0, str(ROOT))
 
 
 def _models(backbone: str, size: int):
+    if backbone == "tiny":  # cache.testing.TinyDetector: two 3x3 convolutions, width 16
+        from cache.testing import TinyDetector
+
+        return TinyDetector("defocus", size, 16, 0).eval(), TinyDetector("rgb", size, 16, 1).eval()
     from detector.models import build_detector
 
     d = build_detector("defocus", backbone=backbone, image_size=size).eval()
@@ -318,7 +322,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", type=int, choices=[1, 2, 3, 4], action="append")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--backbone", default="mobilenetv3_small_050")
+    parser.add_argument(
+        "--backbone",
+        default="mobilenetv3_small_050",
+        help="timm backbone of detector.models, or 'tiny' (cache.testing.TinyDetector)",
+    )
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--out", default=str(ROOT / "runs" / "benchmarks"))
     args = parser.parse_args(argv)

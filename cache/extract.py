@@ -29,10 +29,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -359,7 +357,7 @@ class _Job:
         sid, group, label, pair_id = self.records[index]
         item = self.dataset[index]
         if not isinstance(item, dict):
-            raise ValueError(getattr(item, "reason", None) or f"unreadable item {item!r}")
+            raise _SampleFailure(getattr(item, "reason", None) or f"unreadable item {item!r}")
         image = item.get("image")
         if not isinstance(image, torch.Tensor):
             image = torch.as_tensor(np.asarray(image))
@@ -442,8 +440,14 @@ class _Job:
         return {"name": task.name, "n_samples": entry["n_samples"], "n_failed": len(failed)}
 
 
+class _SampleFailure(Exception):
+    """A dataset item that is a read failure (its reason is reported as is)."""
+
+
 def _reason(err: BaseException) -> str:
     text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    if isinstance(err, _SampleFailure):
+        return text
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
@@ -606,6 +610,11 @@ def extract(
         Run the models in channels-last memory layout (about 20 % faster CPU
         convolutions here; changes results only at float rounding).
 
+    Notes
+    -----
+    The models are moved to ``device`` (and to the channels-last layout);
+    their train/eval mode and ``requires_grad`` flags are restored on return.
+
     Returns
     -------
     ExtractResult
@@ -634,6 +643,12 @@ def extract(
     dev = resolve_device(device)
     tasks = plan_shards(dataset, config.shard_size)
     models = {"defocus": defocus_model, "rgb": rgb_model}
+    # the job puts the models in eval mode without parameter gradients; restored at the end
+    saved = {
+        m: (m.training, [p.requires_grad for p in m.parameters()])
+        for m in models.values()
+        if m is not None
+    }
     bg_ids, bg_images = _choose_background(
         dataset if background is None else background, config.n_background, config.seed
     )
@@ -667,14 +682,26 @@ def extract(
     job = _Job(dataset, writer.path, defocus_model, rgb_model, config, bg_inputs, fields,
                device, threads, channels_last)  # fmt: skip
     bar = _progress(progress, sum(len(t.indices) for t in pending), writer.path)
-    if workers or scheduler:
-        _run_dask(job, pending, workers, scheduler, bar)
-    else:
-        for task in pending:
-            res = job.run(task)
-            bar.update(len(task.indices))
-            bar.set_postfix_str(f"{res['name']} failed={res['n_failed']}", refresh=False)
-    bar.close()
+    try:
+        if workers or scheduler:
+            from cache.distributed import run_on_dask
+
+            def done(task, res):
+                bar.update(len(task.indices))
+                bar.set_postfix_str(f"{res['name']} failed={res['n_failed']}", refresh=False)
+
+            run_on_dask(_run_task, job, pending, workers=workers, scheduler=scheduler, on_done=done)
+        else:
+            for task in pending:
+                res = job.run(task)
+                bar.update(len(task.indices))
+                bar.set_postfix_str(f"{res['name']} failed={res['n_failed']}", refresh=False)
+    finally:
+        bar.close()
+        for model, (training, flags) in saved.items():
+            model.train(training)
+            for p, flag in zip(model.parameters(), flags, strict=True):
+                p.requires_grad_(flag)
     cache = open_cache(writer.path)
     return ExtractResult(
         cache=cache,
@@ -707,48 +734,3 @@ def _progress(enabled: bool, total: int, path: Path):
         file=sys.stderr,
         dynamic_ncols=True,
     )
-
-
-def _run_dask(job: _Job, tasks: Sequence[ShardTask], workers: int, scheduler, bar) -> None:
-    try:
-        from dask.distributed import Client, LocalCluster, as_completed
-    except ImportError as err:  # pragma: no cover - dask is an optional dependency
-        raise ValueError(
-            "workers/scheduler need dask[distributed]: pip install 'defocus-forensics[dist]'"
-        ) from err
-    if not tasks:
-        return
-    cluster = None
-    if scheduler:
-        client = Client(scheduler)
-    else:
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=40,
-        )
-        client = Client(cluster)
-    try:
-        # workers import this project: make sure they find it like this process does
-        root = os.fspath(Path(__file__).resolve().parents[1])
-        client.run(_add_path, root)
-        remote_job = client.scatter(job, broadcast=True)
-        futures = {client.submit(_run_task, remote_job, t, pure=False): t for t in tasks}
-        for fut in as_completed(futures):
-            res = fut.result()
-            bar.update(len(futures[fut].indices))
-            bar.set_postfix_str(f"{res['name']} failed={res['n_failed']}", refresh=False)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-
-
-def _add_path(root: str) -> None:
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    mod = sys.modules.get("cache")
-    if mod is not None and getattr(mod, "__file__", None) is None:  # a namespace stand-in
-        del sys.modules["cache"]

@@ -67,9 +67,9 @@ FULL: dict[str, Any] = dict(
 #: Settings of ``--quick`` (under 2 minutes on 2 CPU cores; used by the tests).
 QUICK: dict[str, Any] = dict(
     image_size=64,
-    n_train=96,
-    n_val=32,
-    n_test=48,
+    n_train=64,
+    n_val=16,
+    n_test=32,
     epochs=2,
     batch_size=16,
     lr=1e-3,
@@ -293,18 +293,27 @@ class _Stages:
         _write_json(self.path, self.record)
 
 
-def _train_one(kind: str, config: DemoConfig, train_ds, val_ds, models_dir: Path):
+def _train_one(kind: str, config: DemoConfig, train_ds, val_ds, models_dir: Path, log):
     """Train (or resume) one detector and load its best checkpoint."""
+    import shutil
+
+    from detector.checkpoints import read_checkpoint
     from detector.models import build_detector, load_checkpoint
     from detector.train import train
 
     out = models_dir / kind
+    model = build_detector(kind, backbone=config.backbone, image_size=config.image_size)
+    last = out / "last.pt"
+    if last.is_file() and read_checkpoint(last).config != json.loads(json.dumps(model.config)):
+        # the code's model config changed (e.g. new estimator defaults): the old
+        # checkpoints describe another model, so they cannot be resumed
+        log(f"  {kind} model config differs from {last}; training from scratch")
+        shutil.rmtree(out)
     metrics_path = out / "metrics.json"
     was_done = False
     if metrics_path.is_file():
         prev = json.loads(metrics_path.read_text())
         was_done = len(prev.get("history", [])) >= config.epochs
-    model = build_detector(kind, backbone=config.backbone, image_size=config.image_size)
     result = train(
         model,
         train_ds,
@@ -495,7 +504,7 @@ def run_demo(config: DemoConfig | None = None, log: Callable[[str], None] | None
     models = {
         kind: stages.run(
             f"train-{kind}",
-            lambda kind=kind: _train_one(kind, config, train_ds, val_ds, models_dir),
+            lambda kind=kind: _train_one(kind, config, train_ds, val_ds, models_dir, log),
         )
         for kind in ("defocus", "rgb")
     }
@@ -514,17 +523,30 @@ def run_demo(config: DemoConfig | None = None, log: Callable[[str], None] | None
     )
 
     def do_extract():
-        res = extract(
-            test_ds,
-            cache_dir,
-            models["defocus"],
-            models["rgb"],
-            ecfg,
-            background=train_ds,
-            device=config.device,
-            progress=config.progress,
-            info={"command": "defocus demo", "demo": config.to_dict()},
-        )
+        import shutil
+
+        from cache import CacheMismatchError
+
+        def run():
+            return extract(
+                test_ds,
+                cache_dir,
+                models["defocus"],
+                models["rgb"],
+                ecfg,
+                background=train_ds,
+                device=config.device,
+                progress=config.progress,
+                info={"command": "defocus demo", "demo": config.to_dict()},
+            )
+
+        try:
+            res = run()
+        except CacheMismatchError as err:
+            # the models (or settings) changed since the cache was made: it is stale
+            log(f"  {cache_dir} was made with other models or settings; extracting again ({err})")
+            shutil.rmtree(cache_dir)
+            res = run()
         return ("reused" if res.n_written == 0 else "done"), res.cache
 
     cache = stages.run("extract", do_extract)
@@ -544,7 +566,7 @@ def run_demo(config: DemoConfig | None = None, log: Callable[[str], None] | None
     def analyse():
         from analysis.summary import write_summary
 
-        summary = compute_analyses(
+        table, analyses = compute_analyses(
             cache,
             params,
             predict=_predictors(models, config.device),
@@ -552,15 +574,13 @@ def run_demo(config: DemoConfig | None = None, log: Callable[[str], None] | None
             deletion_steps=config.deletion_steps,
             progress=config.progress,
         )
-        analyses = summary.attrs["analyses"]
-        paths = write_summary(summary, out / "summary")
+        paths = write_summary(table, out / "summary")
         headline = _headline(test_metrics, analyses)
-        table = [dict(r) for r in summary.to_dict("records")]
         _write_json(
             out / "summary.json",
             {
                 "headline": headline,
-                "table": table,
+                "table": table.to_dict("records"),
                 "files": {k: str(v.relative_to(out)) for k, v in paths.items()},
             },
         )
@@ -583,7 +603,7 @@ def run_demo(config: DemoConfig | None = None, log: Callable[[str], None] | None
         nb_outputs = [nb_dir / f"{p.stem}.html" for p in sources]
         stages.run(
             "notebooks",
-            lambda: execute_all(cache_dir, nb_dir, nb_params, progress=config.progress),
+            lambda: execute_all(cache_dir, nb_dir, nb_params, progress=config.progress, workers=2),
             key=nb_key,
             reused=stages.reusable("notebooks", nb_key, nb_outputs),
         )

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["AlignmentView", "Explorer", "SampleView"]
+__all__ = ["AlignmentView", "Explorer", "ExplorerWidgets", "SampleView"]
 
 _SAMPLE_FIELDS = (
     "id",
@@ -163,6 +163,7 @@ class Explorer:
         self._shard_cache: tuple[tuple[str, int], dict] | None = None
         self._reals: tuple[np.ndarray, list[tuple[str, int]]] | None = None
         self._meta: dict[str, dict[str, np.ndarray]] = {}
+        self.last_view: SampleView | None = None
 
     # -- choices -------------------------------------------------------------------
 
@@ -397,3 +398,104 @@ class Explorer:
                 ax.legend(fontsize=7)
             fig.suptitle(f"{view.id} ({view.group})", fontsize=10)
         return fig
+
+    # -- widgets --------------------------------------------------------------------
+
+    def default_group(self) -> str:
+        """Return the first group holding fakes (else the first group)."""
+        for g in self.cache.groups:
+            if (self._group_meta(g)["label"] == 1).any():
+                return g
+        return self.cache.groups[0]
+
+    def on_change(self, group: str, index: int, threshold: float) -> tuple[SampleView, str]:
+        """Compute the view and its description for the widgets' current choices.
+
+        Parameters
+        ----------
+        group : str
+        index : int
+        threshold : float
+
+        Returns
+        -------
+        (SampleView, str)
+            Also kept as :attr:`last_view`.
+        """
+        view = self.view(group, index, threshold)
+        self.last_view = view
+        return view, self.describe(view)
+
+    def widget(self, group: str | None = None, index: int = 0, threshold: float = 0.1):
+        """Build the ipywidgets explorer: group and sample dropdowns, a threshold slider.
+
+        Parameters
+        ----------
+        group : str, optional
+            Initial group (default :meth:`default_group`).
+        index : int
+            Initial sample index within the group.
+        threshold : float
+            Initial binary-mask threshold.
+
+        Returns
+        -------
+        ExplorerWidgets
+            ``.box`` (display it) and the individual widgets, whose ``value``
+            can be set programmatically (as the tests do).
+        """
+        import html
+
+        import ipywidgets as widgets
+        from IPython.display import display
+
+        group = group if group is not None else self.default_group()
+        self.view(group, index, threshold)  # validates the initial choices
+        group_w = widgets.Dropdown(options=self.groups(), value=group, description="group")
+        sample_w = widgets.Dropdown(
+            options=self.sample_options(group), value=index, description="sample"
+        )
+        thr_w = widgets.FloatLogSlider(
+            value=threshold, base=10, min=-4, max=-0.1, step=0.05, description="threshold T"
+        )
+        text = widgets.HTML()
+        out = widgets.Output()
+
+        def redraw(_change=None):
+            view, description = self.on_change(group_w.value, sample_w.value, thr_w.value)
+            text.value = f"<p>{html.escape(description)}</p>"
+            fig = self.figure(view)
+            out.clear_output(wait=True)
+            with out:
+                display(fig)
+
+        def on_group(change):
+            sample_w.unobserve(redraw, "value")
+            sample_w.options = self.sample_options(change["new"])
+            sample_w.value = 0
+            sample_w.observe(redraw, "value")
+            redraw()
+
+        group_w.observe(on_group, "value")
+        sample_w.observe(redraw, "value")
+        thr_w.observe(redraw, "value")
+        redraw()
+        box = widgets.VBox([widgets.HBox([group_w, sample_w, thr_w]), text, out])
+        return ExplorerWidgets(box, group_w, sample_w, thr_w, text, out)
+
+
+@dataclass
+class ExplorerWidgets:
+    """The explorer's widgets (see :meth:`Explorer.widget`)."""
+
+    box: Any
+    group: Any
+    sample: Any
+    threshold: Any
+    text: Any
+    output: Any
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.box)

@@ -362,9 +362,10 @@ def compute_analyses(
 
     Returns
     -------
-    analysis.summary.SummaryResult
-        The long summary table; ``.attrs["analyses"]`` holds the analysis
-        objects by name (``masks``, ``variance``, ``alignment``,
+    table : pandas.DataFrame
+        The long summary table (``analysis, group, model, metric, value, note``).
+    analyses : dict
+        The analysis objects by name (``masks``, ``variance``, ``alignment``,
         ``localisation``, ``embedding`` and, with RGB features,
         ``embedding_features_rgb``).
     """
@@ -372,7 +373,7 @@ def compute_analyses(
 
     from analysis.embedding import embedding_from_cache
     from analysis.localisation import deletion_from_cache
-    from analysis.summary import SummaryResult, summarise_cache, summary_frames
+    from analysis.summary import summarise_cache, summary_frames
 
     params = params or FigureParams()
     if (
@@ -381,7 +382,7 @@ def compute_analyses(
         or deletion_steps < 2
     ):
         raise ValueError(f"deletion_steps must be an integer >= 2, got {deletion_steps!r}")
-    summary = summarise_cache(
+    table, analyses = summarise_cache(
         cache,
         thresholds=params.thresholds,
         window=params.window,
@@ -394,8 +395,8 @@ def compute_analyses(
         predict=None,  # deletion below, with a sample budget
         seed=params.seed,
         progress=progress,
+        return_analyses=True,
     )
-    analyses = summary.attrs["analyses"]
     if predict:
         loc = analyses["localisation"]
         curves, check, unavailable = deletion_from_cache(
@@ -409,8 +410,7 @@ def compute_analyses(
         loc.unavailable = {
             k: v for k, v in loc.unavailable.items() if not k.startswith("deletion")
         } | unavailable
-        summary = SummaryResult(summary_frames(analyses))
-        summary.attrs["analyses"] = analyses
+        table = summary_frames(analyses)
     if "features_rgb" in cache.fields:
         analyses["embedding_features_rgb"] = embedding_from_cache(
             cache,
@@ -419,7 +419,7 @@ def compute_analyses(
             n_per_class=params.n_per_class,
             seed=params.seed,
         )
-    return summary
+    return table, analyses
 
 
 def _cache_fingerprint(cache) -> str:
@@ -447,7 +447,7 @@ def draw_figures(
         Output folder (created).
     params : FigureParams, optional
     analyses : dict, optional
-        Analysis objects by name, e.g. ``compute_analyses(...).attrs["analyses"]``;
+        Analysis objects by name, as :func:`compute_analyses` returns them;
         computed here when not given.
     formats : sequence of str
         File formats; ``"png"`` is always included (the report needs it).
@@ -487,7 +487,7 @@ def draw_figures(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if analyses is None:
-        analyses = compute_analyses(cache, params, progress=progress).attrs["analyses"]
+        _, analyses = compute_analyses(cache, params, progress=progress)
 
     types = [t for t in FIGURE_TYPES if only is None or t.section in only]
     entries = []

@@ -353,6 +353,7 @@ def execute_all(
     timeout: float | None = 600,
     html: bool = True,
     progress: bool = True,
+    workers: int = 1,
 ) -> list[ExecutedNotebook]:
     """Execute every notebook (or those in ``names``) on one cache.
 
@@ -376,10 +377,18 @@ def execute_all(
         Render HTML.
     progress : bool
         Show a tqdm bar on stderr.
+    workers : int
+        Notebooks executed at the same time (each in its own kernel).
 
     Returns
     -------
     list of ExecutedNotebook
+        In execution order.
+
+    Raises
+    ------
+    NotebookError
+        If a notebook fails (the others still run; the first failure is raised).
     """
     from tqdm.auto import tqdm
 
@@ -394,17 +403,44 @@ def execute_all(
         if unknown:
             raise ValueError(f"unknown notebook(s) {unknown}; available: {sorted(known)}")
         sources = [known[n] for n in names]
-    results = []
-    bar = tqdm(sources, desc="notebooks", unit="nb", disable=not progress)
-    for source in bar:
-        bar.set_postfix_str(source.stem)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+
+    def one(source: Path) -> ExecutedNotebook:
         accepted = parameter_names(source)
         params = {k: v for k, v in (parameters or {}).items() if k in accepted}
         params["cache_path"] = str(cache_path)
         if "output_dir" in accepted:
             params["output_dir"] = str(out_dir / source.stem)
-        results.append(execute_notebook(source, out_dir, params, timeout=timeout, html=html))
-    return results
+        return execute_notebook(source, out_dir, params, timeout=timeout, html=html)
+
+    bar = tqdm(total=len(sources), desc="notebooks", unit="nb", disable=not progress)
+    results: dict[Path, ExecutedNotebook] = {}
+    errors: list[NotebookError] = []
+    if workers == 1:
+        for source in sources:
+            bar.set_postfix_str(source.stem)
+            try:
+                results[source] = one(source)
+            except NotebookError as err:
+                errors.append(err)
+            bar.update()
+    else:
+        from concurrent.futures import ThreadPoolExecutor, as_completed
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(one, source): source for source in sources}
+            for future in as_completed(futures):
+                try:
+                    results[futures[future]] = future.result()
+                except NotebookError as err:
+                    errors.append(err)
+                bar.set_postfix_str(futures[future].stem)
+                bar.update()
+    bar.close()
+    if errors:
+        raise errors[0]
+    return [results[s] for s in sources]
 
 
 def parameter_names(source: str | Path) -> set[str]:

@@ -193,7 +193,9 @@ def flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def _fmt(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
         return str(value)
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -207,6 +209,16 @@ def _table(rows: list[tuple[str, Any]], css_class: str = "kv") -> str:
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in rows
     )
     return f'<table class="{css_class}">\n{body}\n</table>'
+
+
+def _records_table(rows: list[dict[str, Any]]) -> str:
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    body = "\n".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(row.get(c, '')))}</td>" for c in columns) + "</tr>"
+        for row in rows
+    )
+    return f'<table class="records">\n<tr>{head}</tr>\n{body}\n</table>'
 
 
 def _img_src(path: Path, report_dir: Path, inline: bool) -> str:
@@ -282,8 +294,12 @@ def render_report(inputs: ReportInputs, report_dir: str | Path, *, inline: bool 
     if headline:
         parts.append("<h3>Headline numbers</h3>")
         parts.append(_table(flatten(headline), "headline"))
+    table = inputs.summary.get("table") if isinstance(inputs.summary, dict) else None
+    if isinstance(table, list) and table and all(isinstance(r, dict) for r in table):
+        parts.append(f"<h3>Every number of every analysis ({len(table)} rows)</h3>")
+        parts.append(_records_table(table))
     rest = (
-        {k: v for k, v in inputs.summary.items() if k != "headline"}
+        {k: v for k, v in inputs.summary.items() if k not in ("headline", "table")}
         if isinstance(inputs.summary, dict)
         else {}
     )

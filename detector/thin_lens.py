@@ -314,7 +314,7 @@ def _quantise(img: np.ndarray) -> np.ndarray:
 def motorcycle_scene(
     focus: str = "near", max_sigma: float = 3.0, scale: float = 0.5, n_levels: int = 24
 ) -> Scene:
-    """The Middlebury motorcycle (left view) rendered through a thin lens.
+    """Render the Middlebury motorcycle (left view) through a thin lens.
 
     Parameters
     ----------
@@ -358,7 +358,7 @@ def motorcycle_scene(
 
 
 def dead_leaves(shape: tuple[int, int], rng: np.random.Generator, r_min=3.0, r_max=60.0):
-    """A colour dead-leaves texture: sharp step edges at all scales.
+    """Paint a colour dead-leaves texture: sharp step edges at all scales.
 
     Opaque discs with radii drawn from ``p(r) ~ r^-3`` on ``[r_min, r_max]``
     and uniform random colours fall one over the other until the image is

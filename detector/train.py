@@ -416,8 +416,8 @@ def train(
             for p, r in batch["failed"]:
                 n_skipped += 1
                 skipped.setdefault(p, r)
-            if batch["image"] is None:
-                continue
+            if batch["image"] is None or len(batch["label"]) < 2:
+                continue  # nothing readable, or one sample (batch norm needs two)
             y = batch["label"].float().to(dev)[:, None]
             x = (
                 train_cache(model, batch, dev)

@@ -109,6 +109,20 @@ def run_dir(tmp_path, rng) -> Path:
             {
                 "headline": {"auc_defocus": 0.8125, "ks_pvalue": 3.9e-8},
                 "alignment": {"defocus": {"mean": 0.41, "std": 0.05}},
+                "table": [
+                    {
+                        "analysis": "masks",
+                        "group": "pasted_region",
+                        "metric": "mean@T=0.1",
+                        "value": 812.5,
+                    },
+                    {
+                        "analysis": "variance",
+                        "group": "all_in_focus",
+                        "metric": "ks_pvalue",
+                        "value": None,
+                    },
+                ],
             }
         )
     )
@@ -169,6 +183,12 @@ def test_report_embeds_every_figure_byte_for_byte(run_dir):
     # summary, config and fingerprints are in the page
     assert "auc_defocus" in text and "0.8125" in text and "3.9e-08" in text
     assert "alignment.defocus.mean" in text
+    # the long table is one row per record, columns from the keys
+    rows = re.findall(r'<table class="records">(.*?)</table>', text, re.S)[0].split("<tr>")[1:]
+    assert len(rows) == 3
+    assert "<th>analysis</th><th>group</th><th>metric</th><th>value</th>" in rows[0]
+    assert "<td>masks</td><td>pasted_region</td><td>mean@T=0.1</td><td>812.5</td>" in rows[1]
+    assert rows[2].endswith("<td>ks_pvalue</td><td></td></tr>\n")
     assert "ab" * 32 in text and "cd" * 32 in text
     assert 'id="config"' in text and "format_version" in text
 

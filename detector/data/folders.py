@@ -101,8 +101,9 @@ class RealFakeFolders(ImageDataset):
         Returns
         -------
         ImageDataset
-            With ``.samples`` as listed; items carry masks when any row has
-            a ``mask_path``.
+            With ``.samples`` as listed; items carry masks (zeros where a row
+            has none) when any row of the index, in any split, has a
+            ``mask_path``.
         """
         index_csv = Path(index_csv)
         if not index_csv.is_file():
@@ -114,7 +115,9 @@ class RealFakeFolders(ImageDataset):
             need = {"id", "path", "label"} - set(reader.fieldnames or ())
             if need:
                 raise ValueError(f"index {os.fspath(index_csv)!r} lacks column {sorted(need)[0]!r}")
+            any_mask = False
             for row in reader:
+                any_mask = any_mask or bool(row.get("mask_path"))
                 if split is not None and row.get("split", "") != split:
                     continue
 
@@ -142,5 +145,6 @@ class RealFakeFolders(ImageDataset):
             where = f" with split {split!r}" if split is not None else ""
             raise ValueError(f"index {os.fspath(index_csv)!r} lists no samples{where}")
         ds = ImageDataset(samples, image_size=image_size)
+        ds.has_masks = any_mask  # consistent across the splits of one index
         ds.index_path = os.fspath(index_csv)
         return ds

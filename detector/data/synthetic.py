@@ -59,20 +59,18 @@ GROUPS: tuple[str, ...] = ("real", *FAKE_GROUPS)
 
 _COLOUR = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "cat")
 _GRAY = ("camera", "brick", "grass", "gravel", "coins", "moon", "clock")
-_BANK_SIDE = 192
 
 
 @functools.lru_cache(maxsize=1)
 def photo_bank() -> tuple[np.ndarray, ...]:
-    """Return the source photos, float32 ``(H, W, 3)`` in [0, 1], shorter side 192 px.
+    """Return the source photos, uint8 ``(H, W, 3)``, at their full resolution.
 
     Colour photos of scikit-image and scikit-learn, and grayscale textures
     (tinted per use). Bundled with those packages: nothing is downloaded.
     """
-    from PIL import Image
     from skimage import data
 
-    arrays = [getattr(data, n)() for n in _COLOUR]
+    arrays = [np.ascontiguousarray(getattr(data, n)()[..., :3]) for n in _COLOUR]
     try:
         from sklearn.datasets import load_sample_images
 
@@ -80,13 +78,7 @@ def photo_bank() -> tuple[np.ndarray, ...]:
     except Exception:  # pragma: no cover - sklearn without its sample images
         pass
     arrays += [np.repeat(getattr(data, n)()[..., None], 3, axis=2) for n in _GRAY]
-    out = []
-    for a in arrays:
-        img = Image.fromarray(np.ascontiguousarray(a[..., :3]))
-        scale = _BANK_SIDE / min(img.size)
-        img = img.resize((round(img.width * scale), round(img.height * scale)), Image.BILINEAR)
-        out.append(np.asarray(img, dtype=np.float32) / 255.0)
-    return tuple(out)
+    return tuple(arrays)
 
 
 def _n_colour() -> int:
@@ -94,17 +86,24 @@ def _n_colour() -> int:
 
 
 def _crop(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Return a random crop of a random photo, resized to ``(size, size, 3)`` float64."""
+    """Return a random crop of a random photo as ``(size, size, 3)`` float64 in [0, 1].
+
+    The crop is at least ``size`` pixels wide and downsampled (antialiased)
+    to ``size``, never enlarged: a layer in focus is sharp, with no blur of
+    its own.
+    """
     from PIL import Image
 
     bank = photo_bank()
     k = int(rng.integers(len(bank)))
     photo = bank[k]
     h, w = photo.shape[:2]
-    side = int(rng.uniform(0.45, 0.9) * min(h, w))
+    short = min(h, w)
+    lo = min(size, short)
+    side = int(rng.uniform(lo, min(short, 2.5 * size) + 1e-9))
     y0, x0 = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
     crop = photo[y0 : y0 + side, x0 : x0 + side]
-    img = Image.fromarray((crop * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR)
+    img = Image.fromarray(crop).resize((size, size), Image.BOX if side >= size else Image.BILINEAR)
     out = np.asarray(img, dtype=np.float64) / 255.0
     if k >= _n_colour():  # grayscale texture: tint it
         tint = rng.uniform(0.35, 1.0, size=3)
@@ -112,8 +111,8 @@ def _crop(rng: np.random.Generator, size: int) -> np.ndarray:
     if rng.random() < 0.5:
         out = out[:, ::-1]
     # stretch the contrast so that every texture has edges the estimator sees
-    lo, hi = np.percentile(out, (1.0, 99.0))
-    out = (out - lo) / max(hi - lo, 1e-3) * 0.9 + 0.05
+    lo_v, hi_v = np.percentile(out, (1.0, 99.0))
+    out = (out - lo_v) / max(hi_v - lo_v, 1e-3) * 0.9 + 0.05
     return np.clip(out, 0.0, 1.0)
 
 
@@ -281,13 +280,13 @@ class SyntheticDoF(Dataset):
         alphas = [np.ones((s, s))] + [_blob(rng, s, 0.14, 0.34) for _ in range(n_fg)]
         focus = int(rng.integers(n_fg + 1))
         raw = sigma_from_depth(depths, depths[focus], 1.0)
-        k = rng.uniform(1.4, 2.2) * scale / raw.max()
+        k = rng.uniform(1.8, 3.0) * scale / raw.max()
         sigmas = raw * k
         noise_rng = np.random.default_rng([self.seed, int(scene), 1])
         fake_rng = np.random.default_rng([self.seed, int(scene), 2])
         paste_texture = _crop(fake_rng, s)
         ramp_dir = fake_rng.uniform(0, 2 * np.pi)
-        paste_sigma = fake_rng.uniform(1.2, 2.2) * scale
+        paste_sigma = fake_rng.uniform(1.5, 3.0) * scale
         paste_u = fake_rng.random()
 
         out: dict[str, Any] = {"images": {}, "sigma": {}, "mask": np.zeros((s, s), np.uint8)}
@@ -385,8 +384,9 @@ def write_synthetic(
         masks/<id>.png               pasted_region fakes only (255 = pasted)
         dataset.json                 the generator's parameters
 
-    Scenes (a real and its fake) go to one split: the first ``fractions[0]``
-    of the scenes to train, the next ``fractions[1]`` to val, the rest test.
+    Scenes (a real and its fake) go to one split: the first
+    ``int(fractions[0] * n_scenes)`` scenes to train, the next
+    ``int(fractions[1] * n_scenes)`` (at least one) to val, the rest to test.
     Read it back with ``RealFakeFolders.from_index(out_dir / "index.csv",
     split=...)``; the images equal ``SyntheticDoF(n, size, seed)[i]``.
 
@@ -417,8 +417,10 @@ def write_synthetic(
     ds = SyntheticDoF(n, size=size, seed=seed, cache=False)
     out = Path(out_dir)
     n_scenes = (ds.n + 1) // 2
-    cut1 = int(round(fractions[0] * n_scenes))
-    cut2 = cut1 + int(round(fractions[1] * n_scenes))
+    cut1 = int(fractions[0] * n_scenes)
+    cut2 = cut1 + int(fractions[1] * n_scenes)
+    if cut2 == cut1 and fractions[1] > 0 and n_scenes - cut1 >= 2:
+        cut2 += 1  # keep a validation scene in small sets
     rows = []
     for i in tqdm(range(ds.n), desc="make-data", disable=not progress):
         item = ds[i]

@@ -2,7 +2,8 @@
 
 Per image:
 
-1. Edges: Canny on the gray image (scikit-image semantics).
+1. Edges: Canny on the gray image (scikit-image semantics, thresholds lower
+   than the paper's so that blurred edges are kept).
 2. Sparse blur at each edge pixel from the gradient-magnitude ratio of two
    properly normalised Gaussian-derivative filters (scales ``s1 < s2``).
    For a step edge blurred by ``sigma`` the magnitude profile across the
@@ -11,13 +12,20 @@ Per image:
    three samples along the gradient direction by fitting a parabola to the
    log-magnitude (so an edge lying between pixel centres is not biased), and
    ``R = peak_1 / peak_2`` gives ``sigma^2 = (R^2 s1^2 - s2^2) / (1 - R^2)``.
-   The log-parabola's curvature gives a second, independent width
-   ``w_1^2 = -1 / curvature``; estimates where the two disagree (lines,
-   corners, neighbouring edges: not an isolated step) are dropped.
-3. Consistency: each estimate is replaced by the median of the valid
+3. Validity: the log-parabola's curvature gives an independent width
+   ``w_1^2 = -1 / curvature`` that must agree with the ratio's, and the
+   signed gradient profile must follow the blurred-step model out to
+   ``accurate_isolation`` widths on both sides (how well it does is the
+   estimate's confidence). Lines, corners and crowded texture are dropped.
+4. Neighbour correction: an edge of opposite polarity nearby narrows the
+   flank facing it, which biases every width estimate low (by about 15 %
+   at sigma = 3 on natural textures); the width of the wider flank is used
+   when it is larger.
+5. Consistency: each estimate is replaced by the median of the valid
    estimates within a small window along the edge.
-4. Propagation: edge-aware normalised domain-transform filtering
-   (``propagation="guided"``) or the matting Laplacian (``"matting"``).
+6. Propagation: edge-aware normalised domain-transform filtering
+   (``propagation="guided"``) or the matting Laplacian (``"matting"``),
+   weighted by the confidences, clipped to ``[0, max_blur]``.
 """
 
 from __future__ import annotations
@@ -81,6 +89,33 @@ def _profile_deviation(gr, gc, rows, cols, nr, nc, peak, offset, width, reach):
     return dev
 
 
+def _side_variance(mag, rows, cols, nr, nc, peak, offset, width, s1, var, ok):
+    """Blur variance from the wider flank of each edge's log-magnitude profile.
+
+    An edge of opposite polarity nearby narrows the flank facing it; the
+    flank away from it keeps the true width. Each flank's width follows from
+    one sample at ``t = +-k`` (``k`` about one width) and the fitted peak:
+    ``w^2 = (t - u0)^2 / (2 (P - log m(t)))``.
+    """
+    out = var.copy()
+    sel = np.nonzero(ok)[0]
+    k = np.clip(np.round(width[sel]), 1, 6)
+    best = np.zeros(sel.size)
+    for sign in (-1.0, 1.0):
+        t = sign * k
+        coords = np.stack([rows[sel] + t * nr[sel], cols[sel] + t * nc[sel]])
+        logm = np.log(
+            np.maximum(ndimage.map_coordinates(mag, coords, order=1, mode="nearest"), 1e-12)
+        )
+        drop = peak[sel] - logm
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w2 = np.where(drop > 1e-6, (t - offset[sel]) ** 2 / (2.0 * drop), 0.0)
+        best = np.maximum(best, w2)
+    side = best - s1 * s1
+    out[sel] = np.where(np.isfinite(side) & (side > var[sel]), side, var[sel])
+    return out
+
+
 def sparse_blur(gray: np.ndarray, config: DefocusConfig):
     """Blur sigma (pixels) at the edge pixels of one gray image.
 
@@ -135,8 +170,8 @@ def sparse_blur(gray: np.ndarray, config: DefocusConfig):
     w_ratio = np.sqrt(np.maximum(var, 0) + s1 * s1)
     w_curv = np.sqrt(np.maximum(var_curv + s1 * s1, 1e-12))
     ok &= np.isfinite(var) & (np.abs(w_curv - w_ratio) <= tol * w_ratio)
-    # isolation: the magnitude must fall monotonically away from the edge on both
-    # sides for a few widths, otherwise a neighbouring edge bends the profile
+    # isolation: the signed profile must follow the step model for a few widths
+    # on both sides, otherwise a neighbouring edge bends it
     weight = np.ones(rows.size)
     if config.accurate_isolation > 0 and ok.any():
         sel = np.nonzero(ok)[0]
@@ -147,6 +182,8 @@ def sparse_blur(gray: np.ndarray, config: DefocusConfig):
         tol = config.accurate_profile_tol
         ok[sel[dev > tol]] = False
         weight[sel] = np.exp(-((dev / (0.5 * tol)) ** 2))
+    if config.accurate_side_width and ok.any():
+        var = _side_variance(mag1, rf, cf, nr, nc, p1, o1, w_ratio, s1, var, ok)
     sigma = np.sqrt(np.clip(var, 0.0, config.max_blur**2))
     sparse[rows[ok], cols[ok]] = sigma[ok]
     valid[rows[ok], cols[ok]] = True

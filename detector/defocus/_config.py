@@ -60,8 +60,11 @@ class DefocusConfig:
         Side of the reference mode's derivative-of-Gaussian kernels (odd).
     max_blur : float, default=5.0
         Upper clamp of the sparse blur estimate (pixels).
-    matting_lambda : float, default=1e-3
-        Data weight of the matting propagation ``(L + lambda D) x = lambda D s``.
+    matting_lambda : float, default=1.0
+        Data weight of the matting propagation ``(L + lambda D) x = lambda D s``
+        (``D`` holds confidences in [0, 1] and ``L`` averages over its 3x3
+        windows, so the scale differs from Zhuo & Sim's lambda of 1e-3; 1.0
+        was best on the thin-lens benchmark, 1e-2 and below over-smooth).
     matting_eps : float, default=1e-5
         Regulariser of the matting Laplacian's local colour model.
     accurate_scales : tuple of float, default=(1.0, 2.0)
@@ -78,12 +81,15 @@ class DefocusConfig:
         neighbouring edge bending it); 0 disables the check.
     accurate_profile_tol : float, default=0.2
         Largest deviation from that model, as a fraction of the peak.
-    accurate_intrinsic : "auto", float or None, default="auto"
+    accurate_intrinsic : "auto", float or None, default=None
         The camera's own in-focus blur (pixels), removed in quadrature from
         every edge estimate (defocus adds to it as ``sqrt(s_i^2 + s^2)``).
         ``"auto"`` takes the 5th percentile of the image's edge estimates,
         assuming some part of the image is in focus; None keeps the raw
         estimates.
+    accurate_side_width : bool, default=True
+        Take the larger of the ratio estimate and the width of the edge
+        profile's wider flank (a neighbouring edge narrows one flank).
     accurate_median_radius : int, default=4
         Window radius of the median over neighbouring edge estimates.
     accurate_sigma_s, accurate_sigma_r : float, default=150.0, 0.2
@@ -108,7 +114,7 @@ class DefocusConfig:
     canny_high: float = 0.2
     kernel_size: int = 11
     max_blur: float = 5.0
-    matting_lambda: float = 1e-3
+    matting_lambda: float = 1.0
     matting_eps: float = 1e-5
     accurate_scales: tuple = (1.0, 2.0)
     accurate_canny_low: float = 0.04
@@ -116,8 +122,9 @@ class DefocusConfig:
     accurate_consistency: float = 0.15
     accurate_isolation: float = 1.5
     accurate_profile_tol: float = 0.2
-    accurate_intrinsic: str | float | None = "auto"
+    accurate_intrinsic: str | float | None = None
     accurate_median_radius: int = 4
+    accurate_side_width: bool = True
     accurate_sigma_s: float = 150.0
     accurate_sigma_r: float = 0.2
     backend: str = "auto"

@@ -17,7 +17,7 @@ __all__ = ["matting_laplacian", "matting_propagate"]
 
 
 def matting_laplacian(guide: np.ndarray, eps: float = 1e-5, radius: int = 1) -> sparse.csr_matrix:
-    """The matting Laplacian of an image (Levin et al. 2008, eq. 12).
+    """Build the matting Laplacian of an image (Levin et al. 2008, eq. 12).
 
     Parameters
     ----------

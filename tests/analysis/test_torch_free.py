@@ -29,12 +29,14 @@ from analysis.style import save_figure
 
 write_cache(sys.argv[1] + "/cache")
 c = open_cache(sys.argv[1] + "/cache")
-df = summarise_cache(c, n_boot=20, n_permutations=5, null_samples=4, perplexities=(2,))
+df, an = summarise_cache(
+    c, n_boot=20, n_permutations=5, null_samples=4, perplexities=(2,), return_analyses=True
+)
 write_summary(df, sys.argv[1])
-an = df.attrs["analyses"]
-save_figure(masks.plot_mask_gallery(an["masks"]), sys.argv[1] + "/g")
-save_figure(variance.plot_variance_ecdf(an["variance"]), sys.argv[1] + "/e")
-save_figure(embedding.plot_embedding_sweep(an["embedding"]), sys.argv[1] + "/t")
+png = dict(formats=("png",), dpi=40)
+save_figure(masks.plot_mask_gallery(an["masks"], n=1), sys.argv[1] + "/g", **png)
+save_figure(variance.plot_variance_ecdf(an["variance"]), sys.argv[1] + "/e", **png)
+save_figure(embedding.plot_embedding_sweep(an["embedding"]), sys.argv[1] + "/t", **png)
 assert "torch" not in sys.modules, "torch was imported"
 print("ok", len(df))
 """

@@ -184,8 +184,10 @@ def test_mixing_configs_or_models_is_refused(reference, tmp_path):
 
 def test_defocus_only_and_errors(tmp_path):
     d, r = _models()
+    d.train()
     c = extract(TinyDataset(4, 16), tmp_path / "c", d, None, CFG, progress=False).cache
     assert "attr_rgb" not in c.fields and c.load("image").shape == (4, 3, 16, 16)
+    assert d.training and all(p.requires_grad for p in d.parameters())  # restored
     with pytest.raises(ValueError, match="must be a 'defocus' detector"):
         extract(TinyDataset(4, 16), tmp_path / "x", r, None, CFG)
     with pytest.raises(ValueError, match="explainer must be one of"):
@@ -266,3 +268,14 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path):
     assert _shas(done) == _shas(ref) and len(ref.shards) == 7 and done.verify().ok
     for f in ref.fields:
         np.testing.assert_array_equal(done.load(f), ref.load(f))
+
+
+def test_a_shard_whose_samples_all_fail(tmp_path):
+    d, _ = _models()
+    ds = TinyDataset(6, 16, broken=[0, 2, 4])  # every real
+    bg = torch.stack([TinyDataset(6, 16)[i]["image"] for i in (0, 2)])
+    res = extract(ds, tmp_path / "c", d, None, CFG, background=bg, progress=False)
+    c = res.cache
+    assert c.groups == ["fake_a", "fake_b"] and c.n_samples() == 3 and c.verify().ok
+    assert [f["id"] for f in c.failed] == ["s0000", "s0002", "s0004"]
+    assert extract(ds, tmp_path / "c", d, None, CFG, background=bg, progress=False).n_written == 0

@@ -68,8 +68,10 @@ class PaperDefocusNet(nn.Module):
         return self.classifier(maps.repeat(1, 3, 1, 1))
 
 
-@pytest.mark.parametrize("wrapped", [False, True])
-@pytest.mark.parametrize("backbone", ["resnet10t", "legacy_xception"])
+@pytest.mark.parametrize(
+    ("backbone", "wrapped"),
+    [("resnet10t", False), ("resnet10t", True), ("legacy_xception", True)],
+)
 def test_paper_layout_loads_and_gives_identical_logits(tmp_path, images, wrapped, backbone):
     torch.manual_seed(5)
     paper = PaperDefocusNet(backbone).eval()

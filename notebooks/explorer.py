@@ -1,0 +1,46 @@
+# %% [markdown]
+# # Interactive explorer
+#
+# Choose a group and a sample; see the image, its defocus map, both models'
+# attribution maps, the binary mask `|fake - real| > T` under the threshold
+# slider, and the sample's alignment histograms (A: `|fake - real|` mass per
+# defocus level; B: `|attribution|` mass) with its score. Open this notebook
+# in JupyterLab (it needs a live kernel for the widgets); executed by
+# papermill it shows the parameters' sample as a static figure.
+# The callbacks are `defocus_forensics.explorer.Explorer` methods.
+
+# %% tags=["parameters"]
+cache_path = "runs/demo/cache"
+group = None  # None means the first group holding fakes
+index = 0  # sample index within the group
+threshold = 0.1  # binary-mask threshold T in (0, 1)
+bins = 20  # alignment histogram bins
+
+# %%
+from cache import open_cache
+from defocus_forensics.explorer import Explorer
+from defocus_forensics.notebooks import check_choice, check_fraction, check_positive, find_cache
+
+cache = open_cache(find_cache(cache_path))
+check_positive("bins", bins, integer=True)
+explorer = Explorer(cache, bins=bins)
+if group is None:
+    group = explorer.default_group()
+check_choice("group", group, explorer.groups())
+if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < cache.n_samples(group):
+    raise ValueError(f"index must be in [0, {cache.n_samples(group)}), got {index!r}")
+check_fraction("threshold", threshold)
+
+# %% [markdown]
+# ## The chosen sample (static)
+
+# %%
+view, description = explorer.on_change(group, index, threshold)
+print(description)
+explorer.figure(view)
+
+# %% [markdown]
+# ## Explore (needs a live kernel)
+
+# %%
+explorer.widget(group, index, threshold)

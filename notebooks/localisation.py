@@ -1,0 +1,64 @@
+# %% [markdown]
+# # Do the attributions point at the manipulation?
+#
+# Beyond the paper: each model's `|attribution|` is scored against a
+# reference region, the ground-truth manipulation mask (SyntheticDoF's
+# pasted regions) and the binary defocus mask `|fake - real| > T`:
+# relevance mass accuracy (share of attribution inside the region),
+# relevance rank accuracy, and the pointing game, each with its chance
+# level. Deletion curves need the models themselves, so from a cache alone
+# they are marked unavailable (`defocus demo` draws them). From
+# `analysis.localisation`.
+
+# %% tags=["parameters"]
+cache_path = "runs/demo/cache"
+output_dir = "notebook_outputs/localisation"
+dpi = 100  # resolution of the saved PNGs
+groups = None  # fake groups; None means all
+threshold = 0.1  # T of the binary defocus mask used as a region
+models = ["defocus", "rgb"]
+seed = 0
+
+# %%
+from pathlib import Path
+
+from IPython.display import display
+
+from cache import open_cache
+from defocus_forensics.notebooks import check_choice, check_fraction, check_positive, find_cache
+
+cache = open_cache(find_cache(cache_path))
+if groups is not None:
+    for g in groups:
+        check_choice("groups", g, cache.groups)
+check_fraction("threshold", threshold)
+if not isinstance(models, list) or not models:
+    raise ValueError(f"models must be a non-empty list, got {models!r}")
+for m in models:
+    check_choice("models", m, ["defocus", "rgb"])
+check_positive("dpi", dpi, integer=True)
+output_dir = Path(output_dir)
+output_dir.mkdir(parents=True, exist_ok=True)
+
+# %%
+from analysis.localisation import (
+    localisation_from_cache,
+    plot_deletion_curves,
+    plot_localisation_bars,
+)
+from analysis.style import save_figure
+
+result = localisation_from_cache(
+    cache, threshold=threshold, models=tuple(models), groups=groups, seed=seed
+)
+print("unavailable:", result.unavailable or "nothing")
+display(result.summary)
+
+# %%
+fig = plot_localisation_bars(result)
+save_figure(fig, output_dir / "localisation_scores_by_model", dpi=dpi)
+display(fig)
+
+# %%
+fig = plot_deletion_curves(result)
+display(fig)

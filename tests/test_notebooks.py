@@ -1,0 +1,159 @@
+"""The parameterized notebooks: structure, thin torch-free presentations, executed on the demo."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+
+import pytest
+
+from defocus_forensics.cli import main
+from defocus_forensics.notebooks import (
+    NOTEBOOKS_DIR,
+    check_choice,
+    check_fraction,
+    check_indices,
+    check_positive,
+    find_cache,
+    list_notebooks,
+    parameter_names,
+    parse_parameter,
+    read_notebook,
+)
+
+EXPECTED = ["overview", "masks", "variance", "embedding", "alignment", "localisation", "explorer"]
+
+
+def _sources_digest() -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in NOTEBOOKS_DIR.iterdir()}
+
+
+# ------------------------------------------------------------------- structure
+
+
+def test_one_notebook_per_analysis_in_order():
+    assert [p.stem for p in list_notebooks()] == EXPECTED
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_notebook_structure(name):
+    source = NOTEBOOKS_DIR / f"{name}.py"
+    text = source.read_text()
+    assert text.startswith("# %% [markdown]"), "py:percent, opening with a markdown cell"
+    nb = read_notebook(source)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    # the first code cell is tagged "parameters", holds only assignments, has cache_path
+    assert code[0].metadata.get("tags") == ["parameters"]
+    tree = ast.parse(code[0].source)
+    assert all(isinstance(node, ast.Assign) for node in tree.body)
+    assert "cache_path" in parameter_names(source)
+    assert 'cache_path = "runs/demo/cache"' in code[0].source
+    # the next cell validates them
+    assert "find_cache(cache_path)" in code[1].source
+    assert "check_" in code[1].source or "raise ValueError" in code[1].source
+    # thin presentation: no functions, classes or lambdas of its own, torch-free
+    full = ast.parse("\n".join(c.source for c in code))
+    defs = [n for n in ast.walk(full) if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Lambda))]
+    assert not defs, f"{name} defines logic of its own: {defs}"
+    modules = {
+        (n.module or "").split(".")[0] for n in ast.walk(full) if isinstance(n, ast.ImportFrom)
+    } | {a.name.split(".")[0] for n in ast.walk(full) if isinstance(n, ast.Import) for a in n.names}
+    assert modules <= {"analysis", "cache", "defocus_forensics", "pathlib", "pandas", "IPython"}
+
+
+def test_parse_parameter():
+    assert parse_parameter("0.05") == 0.05
+    assert parse_parameter("[5, 10]") == [5, 10]
+    assert parse_parameter("true") is True and parse_parameter("False") is False
+    assert parse_parameter("None") is None and parse_parameter("null") is None
+    assert parse_parameter("runs/x") == "runs/x"
+    assert parse_parameter('"42"') == "42"
+
+
+def test_validation_helpers(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match=r"threshold must be in \(0, 1\), got 1.7"):
+        check_fraction("threshold", 1.7)
+    with pytest.raises(ValueError, match="n_boot must be a positive integer, got 2.5"):
+        check_positive("n_boot", 2.5, integer=True)
+    with pytest.raises(ValueError, match="bins must be a positive number, got True"):
+        check_positive("bins", True)
+    with pytest.raises(ValueError, match=r"method must be one of \['tsne', 'pca'\], got 'x'"):
+        check_choice("method", "x", ["tsne", "pca"])
+    assert check_indices("indices", [0, 2], 3) == [0, 2]
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 3\), got \[3\]"):
+        check_indices("indices", [0, 3], 3)
+    with pytest.raises(FileNotFoundError, match="make one with 'defocus demo --quick'"):
+        find_cache(tmp_path / "missing")
+    # a relative path is found from a sub-folder (JupyterLab runs notebooks in notebooks/)
+    (tmp_path / "runs" / "c").mkdir(parents=True)
+    (tmp_path / "runs" / "c" / "manifest.json").write_text("{}")
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    assert find_cache("runs/c") == (tmp_path / "runs" / "c").resolve()
+
+
+def test_notebooks_cli_rejects_unknown_parameters(tmp_path, capsys):
+    assert main(["notebooks", "--cache", str(tmp_path), "--out", str(tmp_path),
+                 "-p", "no_such_parameter", "1"]) == 2  # fmt: skip
+    assert "no notebook has a parameter 'no_such_parameter'" in capsys.readouterr().err
+    assert main(["notebooks", "--cache", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert "no cache at" in capsys.readouterr().err
+    assert main(["notebooks", "--cache", str(tmp_path), "--out", str(tmp_path), "--list"]) == 0
+    assert "masks: " in capsys.readouterr().out
+
+
+# --------------------------------------------------------- executed on the demo
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The quick demo, run once per session (reruns reuse the finished stages)."""
+    from defocus_forensics.demo import DemoConfig, run_demo
+
+    out = tmp_path_factory.getbasetemp() / "demo-quick"
+    return run_demo(DemoConfig(out=out, quick=True, progress=False))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EXPECTED)
+def test_demo_executed_every_notebook(demo_run, name):
+    """The demo ran every notebook with papermill on its cache: outputs, no errors, HTML."""
+    out = demo_run.out / "notebooks"
+    nb = json.loads((out / f"{name}.ipynb").read_text())
+    assert nb["metadata"]["papermill"]["exception"] in (None, False)
+    injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert injected and str((demo_run.out / "cache").resolve()) in "".join(injected[0]["source"])
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(c.get("execution_count") for c in code), "every code cell ran"
+    errors = [o for c in code for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert not errors
+    images = [o for c in code for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    if name not in ("overview",):
+        assert images, f"{name} shows no figure"
+    html = (out / f"{name}.html").read_text()
+    assert "<html" in html and len(html) > 10_000
+
+
+@pytest.mark.slow
+def test_notebooks_cli_with_parameters_never_touches_sources(demo_run, tmp_path, capsys):
+    before = _sources_digest()
+    out = tmp_path / "nb"
+    code = main(["notebooks", "--cache", str(demo_run.out / "cache"), "--out", str(out),
+                 "--only", "masks", "-p", "threshold", "0.05", "-p", "n_gallery", "1",
+                 "--quiet"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert _sources_digest() == before
+    assert (out / "masks.ipynb").is_file() and (out / "masks.html").is_file()
+    assert (out / "masks" / "masks_binary_gallery_T0.05.png").is_file()
+    nb = json.loads((out / "masks.ipynb").read_text())
+    injected = next(
+        c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])
+    )
+    assert "threshold = 0.05" in "".join(injected["source"])
+    # a bad value is caught by the validation cell, and the error names it
+    code = main(["notebooks", "--cache", str(demo_run.out / "cache"), "--out", str(out),
+                 "--only", "masks", "-p", "threshold", "1.5", "--quiet", "--no-html"])  # fmt: skip
+    assert code == 1
+    assert "threshold must be in (0, 1), got 1.5" in capsys.readouterr().err
+    assert _sources_digest() == before
