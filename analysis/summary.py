@@ -304,6 +304,9 @@ def write_summary(df: pd.DataFrame, out_dir, stem: str = "summary") -> dict[str,
     pd.DataFrame(df)[COLUMNS].to_csv(csv, index=False)
     parts = ["# Analysis summary", ""]
     for name, sub in pd.DataFrame(df).groupby("analysis", sort=False):
-        parts += [f"## {name}", "", _markdown_table(sub[COLUMNS[1:]]), ""]
+        sub = sub[COLUMNS[1:]]
+        # a column empty throughout a section (e.g. "model" for masks) is left out
+        keep = [c for c in sub.columns if c == "value" or sub[c].astype(str).str.len().gt(0).any()]
+        parts += [f"## {name}", "", _markdown_table(sub[keep]), ""]
     md.write_text("\n".join(parts))
     return {"csv": csv, "markdown": md}

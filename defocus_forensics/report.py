@@ -221,6 +221,20 @@ def _records_table(rows: list[dict[str, Any]]) -> str:
     return f'<table class="records">\n<tr>{head}</tr>\n{body}\n</table>'
 
 
+def _dict_tables(data: dict[str, Any], css_class: str) -> str:
+    """Scalars as one key/value table; dict values as tables, one per set of keys."""
+    out = []
+    scalars = [(k, v) for k, v in data.items() if not isinstance(v, dict)]
+    if scalars:
+        out.append(_table(scalars, css_class))
+    by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            by_keys.setdefault(tuple(value), []).append({"": key, **value})
+    out += [_records_table(rows) for rows in by_keys.values()]
+    return "\n".join(out)
+
+
 def _img_src(path: Path, report_dir: Path, inline: bool) -> str:
     if inline:
         data = base64.b64encode(path.read_bytes()).decode("ascii")
@@ -246,7 +260,7 @@ table { border-collapse: collapse; margin: .5em 0 1.5em; font-size: .92em; }
 th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: left; vertical-align: top; }
 th { background: #f4f4f4; font-weight: 600; }
 td { font-family: ui-monospace, monospace; word-break: break-all; }
-figure { margin: 1em 0 2em; } figure img { max-width: 100%; border: 1px solid #eee; }
+figure { margin: 1em 0 2em; } figure img { max-width: min(100%, 960px); border: 1px solid #eee; }
 figcaption { font-size: .9em; color: #555; }
 nav a { margin-right: 1em; } .muted { color: #777; font-size: .9em; }
 details pre { background: #f8f8f8; padding: .8em; overflow-x: auto; font-size: .85em; }
@@ -293,11 +307,15 @@ def render_report(inputs: ReportInputs, report_dir: str | Path, *, inline: bool 
     headline = inputs.summary.get("headline") if isinstance(inputs.summary, dict) else None
     if headline:
         parts.append("<h3>Headline numbers</h3>")
-        parts.append(_table(flatten(headline), "headline"))
+        parts.append(_dict_tables(headline, "headline"))
     table = inputs.summary.get("table") if isinstance(inputs.summary, dict) else None
     if isinstance(table, list) and table and all(isinstance(r, dict) for r in table):
-        parts.append(f"<h3>Every number of every analysis ({len(table)} rows)</h3>")
+        parts.append(
+            f"<details><summary>Every number of every analysis ({len(table)} rows; "
+            "also in summary/summary.csv)</summary>"
+        )
         parts.append(_records_table(table))
+        parts.append("</details>")
     rest = (
         {k: v for k, v in inputs.summary.items() if k not in ("headline", "table")}
         if isinstance(inputs.summary, dict)
@@ -310,7 +328,13 @@ def render_report(inputs: ReportInputs, report_dir: str | Path, *, inline: bool 
         parts.append('<p class="muted">no summary.json in this run</p>')
     if inputs.run.get("stages"):
         parts.append("<h3>Stages</h3>")
-        parts.append(_table(flatten(inputs.run["stages"]), "stages"))
+        stages = {
+            name: {k: v for k, v in stage.items() if k != "key"}
+            if isinstance(stage, dict)
+            else stage
+            for name, stage in inputs.run["stages"].items()
+        }
+        parts.append(_dict_tables(stages, "stages"))
     if inputs.notebooks:
         links = "".join(
             f'<li><a href="{_img_src(p, report_dir, False)}">{html.escape(p.stem)}</a></li>'

@@ -22,6 +22,7 @@ n_boot = 200  # bootstrap resamples of the mean's CI
 seed = 0
 
 # %%
+# %matplotlib inline
 from pathlib import Path
 
 from IPython.display import display

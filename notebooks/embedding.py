@@ -19,6 +19,7 @@ n_per_class = 1000  # reals and fakes embedded
 seed = 42
 
 # %%
+# %matplotlib inline
 from pathlib import Path
 
 from IPython.display import display

@@ -17,6 +17,7 @@ threshold = 0.1  # binary-mask threshold T in (0, 1)
 bins = 20  # alignment histogram bins
 
 # %%
+# %matplotlib inline
 from cache import open_cache
 from defocus_forensics.explorer import Explorer
 from defocus_forensics.notebooks import check_choice, check_fraction, check_positive, find_cache

@@ -20,6 +20,7 @@ models = ["defocus", "rgb"]
 seed = 0
 
 # %%
+# %matplotlib inline
 from pathlib import Path
 
 from IPython.display import display

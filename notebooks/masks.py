@@ -18,6 +18,7 @@ threshold = 0.1  # T of the gallery
 n_gallery = 2  # pairs shown per group
 
 # %%
+# %matplotlib inline
 from pathlib import Path
 
 from IPython.display import display

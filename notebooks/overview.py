@@ -20,6 +20,7 @@ n_permutations = 50  # draws of the alignment permutation null
 seed = 0
 
 # %%
+# %matplotlib inline
 # Validate the parameters (papermill may have replaced any of them).
 from pathlib import Path
 

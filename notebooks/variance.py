@@ -19,6 +19,7 @@ n_boot = 200  # bootstrap resamples
 seed = 0
 
 # %%
+# %matplotlib inline
 from pathlib import Path
 
 from IPython.display import display

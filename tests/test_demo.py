@@ -37,7 +37,8 @@ def test_demo_refuses_a_folder_with_other_settings(tmp_path, capsys):
         run_demo(DemoConfig(out=tmp_path, quick=True, progress=False))
     assert main(["demo", "--quick", "--out", str(tmp_path), "--quiet"]) == 2
     assert "use another --out" in capsys.readouterr().err
-    assert main(["demo", "--quick", "--out", str(tmp_path), "--device", "gpu7"]) == 2
+    assert main(["demo", "--quick", "--out", str(tmp_path / "new"), "--device", "gpu7"]) == 2
+    assert "device" in capsys.readouterr().err
 
 
 def test_closing_summary_format(tmp_path):

@@ -132,3 +132,38 @@ def test_figures_cli_on_demo_cache(demo_run, tmp_path, capsys):
     deletion = next(f for f in manifest["figures"] if f["stem"] == "localisation_deletion_curves")
     assert "predict" in deletion["unavailable"]
     assert "marked unavailable" in text and "localisation_deletion_curves" in text
+
+
+@pytest.mark.slow
+def test_figures_explorer_and_report_need_no_torch(tmp_path, rng):
+    """A meta-path finder makes any ``import torch`` raise ImportError.
+
+    (``sys.modules['torch'] = None`` would also break scipy, which probes
+    ``sys.modules`` for array libraries.)
+    """
+    import subprocess
+    import sys
+
+    _tiny_cache(tmp_path / "cache", rng)
+    code = f"""
+import importlib.abc, sys
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "torch":
+            raise ImportError("torch is blocked in this test")
+sys.meta_path.insert(0, NoTorch())
+from defocus_forensics.figures import FigureParams, draw_figures
+from defocus_forensics.explorer import Explorer
+from defocus_forensics.report import build_report
+m = draw_figures({str(tmp_path / "cache")!r}, {str(tmp_path / "run" / "figures")!r},
+                 only=["masks"], progress=False, params=FigureParams(n_boot=10))
+view = Explorer({str(tmp_path / "cache")!r}).view("swap", 0, 0.2)
+build_report({str(tmp_path / "run")!r})
+assert "torch" not in sys.modules
+print("ok", len(m["figures"]), int(view.mask.sum()))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ok 2 ")
+    assert (tmp_path / "run" / "report.html").is_file()

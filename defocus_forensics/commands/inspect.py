@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _shape(spec, sizes) -> str:
     dims = ["N"] + [str(sizes.get(s, s)) if not s.isdigit() else s for s in spec.shape]
-    return "(" + ", ".join(dims) + ")"
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 
 def run(args: argparse.Namespace) -> int:

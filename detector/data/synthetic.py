@@ -278,7 +278,7 @@ class SyntheticDoF(Dataset):
         )
         textures = [_crop(rng, s) for _ in range(n_fg + 1)]
         alphas = [np.ones((s, s))] + [_blob(rng, s, 0.14, 0.34) for _ in range(n_fg)]
-        focus = int(rng.integers(n_fg + 1))
+        focus = 1 + int(rng.integers(n_fg))  # the camera focuses on an object, never the background
         raw = sigma_from_depth(depths, depths[focus], 1.0)
         k = rng.uniform(1.8, 3.0) * scale / raw.max()
         sigmas = raw * k

@@ -81,8 +81,9 @@ def _check_images(images) -> torch.Tensor:
             f"images must be a float tensor in [0, 1], got dtype {images.dtype} "
             "(divide uint8 images by 255)"
         )
-    images = images.detach()
-    lo, hi = float(images.min()), float(images.max())
+    images = images.detach().contiguous()
+    lo_t, hi_t = torch.aminmax(images)
+    lo, hi = float(lo_t), float(hi_t)
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise ValueError("images must be finite, got NaN or infinity")
     if lo < -1e-4 or hi > 1 + 1e-4:

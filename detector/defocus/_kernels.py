@@ -19,13 +19,39 @@ except ImportError:  # pragma: no cover - exercised only without numba
     numba = None
     AVAILABLE = False
 
-__all__ = ["AVAILABLE", "canny_image", "dog_ratio_image", "sparse_guided_image"]
+__all__ = ["AVAILABLE", "gray_image", "canny_image", "dog_ratio_image", "sparse_guided_image"]
 
 
 def _jit(fn):
     if numba is None:  # pragma: no cover
         return fn
     return numba.njit(nogil=True, cache=True, fastmath=False)(fn)
+
+
+@_jit
+def gray_image(x, symmetric, gray, clipped):  # pragma: no cover - compiled
+    """Channel mean (of ``2x - 1`` when ``symmetric``) and its clip to [0, 1].
+
+    Parameters
+    ----------
+    x : ndarray of shape (C, H, W), float32
+    symmetric : bool
+    gray, clipped : ndarray of shape (H, W), float32
+        Outputs.
+    """
+    c, h, w = x.shape
+    half = np.float32(0.5)
+    inv = np.float32(c)
+    for i in range(h):
+        for j in range(w):
+            gray[i, j] = (x[0, i, j] - half) / half if symmetric else x[0, i, j]
+        for ch in range(1, c):
+            for j in range(w):
+                gray[i, j] += (x[ch, i, j] - half) / half if symmetric else x[ch, i, j]
+        for j in range(w):
+            v = gray[i, j] / inv
+            gray[i, j] = v
+            clipped[i, j] = min(max(v, np.float32(0.0)), np.float32(1.0))
 
 
 @_jit
@@ -64,6 +90,45 @@ def _corr_cols(src, k, out):  # pragma: no cover - compiled
             p = pad[t : t + w]
             for j in range(w):
                 acc[j] += kt * p[j]
+        for j in range(w):
+            out[i, j] = acc[j]
+
+
+@_jit
+def _corr_rows32(src, k, out):  # pragma: no cover - compiled
+    """Float32 :func:`_corr_rows` (as ``F.conv2d`` accumulates), vectorised over rows."""
+    h, w = src.shape
+    size = k.shape[0]
+    r = (size - 1) // 2
+    for i in range(h):
+        for j in range(w):
+            out[i, j] = 0.0
+        for t in range(size):
+            ii = i + t - r
+            if ii < 0 or ii >= h:
+                continue
+            kt = np.float32(k[t])
+            for j in range(w):
+                out[i, j] += kt * src[ii, j]
+
+
+@_jit
+def _corr_cols32(src, k, out):  # pragma: no cover - compiled
+    """Float32 :func:`_corr_cols` through a zero-padded row buffer."""
+    h, w = src.shape
+    size = k.shape[0]
+    r = (size - 1) // 2
+    pad = np.zeros(w + 2 * r, dtype=np.float32)
+    acc = np.empty(w, dtype=np.float32)
+    k32 = k.astype(np.float32)
+    for i in range(h):
+        for j in range(w):
+            pad[j + r] = src[i, j]
+        acc[:] = 0.0
+        for t in range(size):
+            kt = k32[t]
+            for j in range(w):
+                acc[j] += kt * pad[j + t]
         for j in range(w):
             out[i, j] = acc[j]
 
@@ -224,10 +289,10 @@ def dog_ratio_image(gray, d1, g1, d2, g2, out):  # pragma: no cover - compiled
     for scale in range(2):
         d = d1 if scale == 0 else d2
         g = g1 if scale == 0 else g2
-        _corr_cols(gray, g, a)
-        _corr_rows(a, d, gx)
-        _corr_rows(gray, g, a)
-        _corr_cols(a, d, gy)
+        _corr_cols32(gray, g, a)
+        _corr_rows32(a, d, gx)
+        _corr_rows32(gray, g, a)
+        _corr_cols32(a, d, gy)
         if scale == 0:
             for i in range(h):
                 for j in range(w):
@@ -259,7 +324,7 @@ def _box_sum_rows(src, r, out):  # pragma: no cover - compiled
 
 
 @_jit
-def _box_mean(src, r, out):  # pragma: no cover - compiled
+def _box_mean2d(src, r, out):  # pragma: no cover - compiled
     """Mean over the in-image part of each (2r+1)^2 window (running sums, float64)."""
     h, w = src.shape
     rows = np.empty((h, w), dtype=np.float32)
@@ -280,6 +345,13 @@ def _box_mean(src, r, out):  # pragma: no cover - compiled
             cs[j + 1] = c
         for j in range(w):
             out[i, j] = (cs[hi[j]] - cs[lo[j]]) * (inv_r * inv_c[j])
+
+
+@_jit
+def _box_mean(src, r, out):  # pragma: no cover - compiled
+    """:func:`_box_mean2d` of each channel of ``(C, H, W)`` arrays."""
+    for ch in range(src.shape[0]):
+        _box_mean2d(src[ch], r, out[ch])
 
 
 @_jit
@@ -318,31 +390,29 @@ def sparse_guided_image(
             else:
                 v = 0.0
             sparse[i, j] = v
-    f = np.empty((h, w), dtype=np.float32)
-    mean_i = np.empty((h, w), dtype=np.float32)
-    mean_p = np.empty((h, w), dtype=np.float32)
-    corr = np.empty((h, w), dtype=np.float32)
-    a = np.empty((h, w), dtype=np.float32)
-    b = np.empty((h, w), dtype=np.float32)
-    _box_mean(gray, radius, mean_i)
-    _box_mean(sparse, radius, mean_p)
+    stack = np.empty((4, h, w), dtype=np.float32)
+    means = np.empty((4, h, w), dtype=np.float32)
     for i in range(h):
         for j in range(w):
-            f[i, j] = gray[i, j] * gray[i, j]
-    _box_mean(f, radius, corr)
+            g = gray[i, j]
+            p = sparse[i, j]
+            stack[0, i, j] = g
+            stack[1, i, j] = p
+            stack[2, i, j] = g * g
+            stack[3, i, j] = g * p
+    _box_mean(stack, radius, means)
+    ab = stack[:2]
     for i in range(h):
         for j in range(w):
-            f[i, j] = gray[i, j] * sparse[i, j]
-    _box_mean(f, radius, a)
-    for i in range(h):
-        for j in range(w):
-            var = corr[i, j] - mean_i[i, j] * mean_i[i, j]
-            cov = a[i, j] - mean_i[i, j] * mean_p[i, j]
+            mi = means[0, i, j]
+            mp = means[1, i, j]
+            var = means[2, i, j] - mi * mi
+            cov = means[3, i, j] - mi * mp
             aa = cov / (var + eps)
-            a[i, j] = aa
-            b[i, j] = mean_p[i, j] - aa * mean_i[i, j]
-    _box_mean(a, radius, mean_i)
-    _box_mean(b, radius, mean_p)
+            ab[0, i, j] = aa
+            ab[1, i, j] = mp - aa * mi
+    mab = means[:2]
+    _box_mean(ab, radius, mab)
     for i in range(h):
         for j in range(w):
-            dense[i, j] = mean_i[i, j] * gray[i, j] + mean_p[i, j]
+            dense[i, j] = mab[0, i, j] * gray[i, j] + mab[1, i, j]

@@ -21,23 +21,84 @@ def _one_thread():
 
 def test_make_data_train_evaluate(tmp_path, capsys):
     data = tmp_path / "syn"
-    assert main(["make-data", "--out", str(data), "--n", "20", "--size", "32", "--seed", "1",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "make-data",
+                "--out",
+                str(data),
+                "--n",
+                "20",
+                "--size",
+                "32",
+                "--seed",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert (data / "index.csv").is_file() and list((data / "masks").glob("*.png"))
-    common = ["--dataset", "index", "--root", str(data), "--kind", "defocus",
-              "--backbone", "resnet10t", "--image-size", "32"]
+    common = [
+        "--dataset",
+        "index",
+        "--root",
+        str(data),
+        "--kind",
+        "defocus",
+        "--backbone",
+        "resnet10t",
+        "--image-size",
+        "32",
+    ]
     run = tmp_path / "run"
-    assert main(["train", *common, "--epochs", "1", "--batch-size", "8", "--lr", "1e-3",
-                 "--out", str(run), "--device", "cpu", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *common,
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--lr",
+                "1e-3",
+                "--out",
+                str(run),
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["best_epoch"] == 1 and summary["n_skipped"] == 0
     for name in ("best.pt", "last.pt", "history.csv", "metrics.json"):
         assert (run / name).is_file()
 
     ev = tmp_path / "eval"
-    assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--dataset", "index",
-                 "--root", str(data), "--split", "test", "--out", str(ev), "--device", "cpu",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(run / "best.pt"),
+                "--dataset",
+                "index",
+                "--root",
+                str(data),
+                "--split",
+                "test",
+                "--out",
+                str(ev),
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     report = json.loads((ev / "metrics.json").read_text())
     assert report["split"] == "test" and report["model"]["kind"] == "defocus"
     assert report["metrics"]["n"] == 4  # 2 test scenes of 10, a real and a fake each
@@ -50,9 +111,26 @@ def test_make_data_train_evaluate(tmp_path, capsys):
 
 
 def test_train_synthetic_resumes(tmp_path, capsys):
-    args = ["train", "--dataset", "synthetic", "--n", "8", "--kind", "rgb", "--backbone",
-            "resnet10t", "--image-size", "32", "--batch-size", "4", "--out", str(tmp_path),
-            "--device", "cpu", "--no-progress"]
+    args = [
+        "train",
+        "--dataset",
+        "synthetic",
+        "--n",
+        "8",
+        "--kind",
+        "rgb",
+        "--backbone",
+        "resnet10t",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "4",
+        "--out",
+        str(tmp_path),
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     assert main([*args, "--epochs", "1"]) == 0
     assert main([*args, "--epochs", "2"]) == 0
     with open(tmp_path / "history.csv") as fh:
@@ -62,8 +140,10 @@ def test_train_synthetic_resumes(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["train", "--dataset", "index", "--root", "/no/such/dir", "--backbone", "resnet10t"],
-         "index not found"),
+        (
+            ["train", "--dataset", "index", "--root", "/no/such/dir", "--backbone", "resnet10t"],
+            "index not found",
+        ),
         (["train", "--dataset", "cifake", "--backbone", "resnet10t"], "needs a root"),
         (["train", "--dataset", "synthetic", "--backbone", "not_a_net"], "unknown timm backbone"),
         (["evaluate", "--checkpoint", "/no/such.pt"], "checkpoint not found"),
@@ -73,3 +153,78 @@ def test_user_errors_exit_2_with_a_message(tmp_path, capsys, argv, message):
     assert main([*argv, "--out", str(tmp_path / "o"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def _png(path, value, size=16):
+    import numpy as np
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(value)
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
+
+
+def _ffpp_tree(root):
+    for i in range(10):
+        v = f"{i:03d}"
+        for f in range(3):
+            _png(root / "original_sequences/youtube/raw/v1faces" / v / f"{f:04d}.png", i * 10 + f)
+            _png(
+                root
+                / f"manipulated_sequences/Deepfakes/raw/v1faces/{v}_{(i + 1) % 10:03d}"
+                / f"{f:04d}.png",
+                500 + i * 10 + f,
+            )
+
+
+def _cifake_tree(root):
+    for split, n in (("train", 10), ("test", 4)):
+        for cls, base in (("REAL", 0), ("FAKE", 1000)):
+            for i in range(n):
+                _png(root / split / cls / f"{i}.jpg".replace(".jpg", ".png"), base + i, size=8)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "make_tree", "n_test"), [("ffpp", _ffpp_tree, 12), ("cifake", _cifake_tree, 8)]
+)
+def test_train_and_evaluate_on_test_made_trees(tmp_path, capsys, dataset, make_tree, n_test):
+    root = tmp_path / dataset
+    make_tree(root)
+    common = [
+        "--dataset",
+        dataset,
+        "--root",
+        str(root),
+        "--kind",
+        "rgb",
+        "--backbone",
+        "resnet10t",
+        "--image-size",
+        "32",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
+    assert (
+        main(
+            ["train", *common, "--epochs", "1", "--batch-size", "8", "--out", str(tmp_path / "run")]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "evaluate",
+                *common,
+                "--checkpoint",
+                str(tmp_path / "run" / "best.pt"),
+                "--out",
+                str(tmp_path / "ev"),
+            ]
+        )
+        == 0
+    )
+    report = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert report["metrics"]["n"] == n_test  # ffpp: 2 test videos x 3 frames, real + fake
+    if dataset == "ffpp":
+        assert report["metrics"]["n_videos"] == 4

@@ -79,8 +79,12 @@ def test_paper_layout_loads_and_gives_identical_logits(tmp_path, images, wrapped
     state = collections.OrderedDict(("module." + k, v) for k, v in paper.state_dict().items())
     if wrapped:  # the paper's training script also stores the optimizer and epoch
         opt = torch.optim.Adam(paper.parameters(), lr=1e-4)
-        state = {"epoch": 4, "model_state_dict": state, "optimizer_state_dict": opt.state_dict(),
-                 "best_val_acc": 0.93}
+        state = {
+            "epoch": 4,
+            "model_state_dict": state,
+            "optimizer_state_dict": opt.state_dict(),
+            "best_val_acc": 0.93,
+        }
     torch.save(state, tmp_path / "defocus_gt_xception_Deepfakes.pth")
 
     model = build_detector("defocus", backbone=backbone, image_size=SIZE).eval()

@@ -27,7 +27,9 @@ def cifake_root(tmp_path_factory):
 def test_train_val_is_sklearn_split_with_seed_42(cifake_root):
     tr, va = CIFake(cifake_root, "train"), CIFake(cifake_root, "val")
     for cls, label in (("REAL", 0), ("FAKE", 1)):
-        files = sorted(p.name for p in (cifake_root / "train" / cls).iterdir() if p.suffix != ".txt")
+        files = sorted(
+            p.name for p in (cifake_root / "train" / cls).iterdir() if p.suffix != ".txt"
+        )
         exp_tr, exp_va = train_test_split(files, test_size=0.1, random_state=42)
         got_tr = [s.id.split("/")[-1] for s in tr.samples if s.label == label]
         got_va = [s.id.split("/")[-1] for s in va.samples if s.label == label]
@@ -45,8 +47,11 @@ def test_test_split_is_the_test_folder(cifake_root):
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"split": "dev"}, "split must be"), ({"val_fraction": 1.5}, "val_fraction"),
-     ({"file_order": "random"}, "file_order")],
+    [
+        ({"split": "dev"}, "split must be"),
+        ({"val_fraction": 1.5}, "val_fraction"),
+        ({"file_order": "random"}, "file_order"),
+    ],
 )
 def test_errors(cifake_root, kwargs, match):
     with pytest.raises(ValueError, match=match):

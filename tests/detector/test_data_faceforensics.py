@@ -28,7 +28,15 @@ def ff_root(tmp_path_factory):
         for i, v in enumerate(reals):
             src = reals[(i + 3) % N_VIDEOS]
             for f in range(N_FRAMES):
-                _png(root / "manipulated_sequences" / m / "raw/v1faces" / f"{v}_{src}" / f"{f:04d}.png", 200)
+                _png(
+                    root
+                    / "manipulated_sequences"
+                    / m
+                    / "raw/v1faces"
+                    / f"{v}_{src}"
+                    / f"{f:04d}.png",
+                    200,
+                )
     # masks for Deepfakes only, and not for every frame
     for v in reals[:2]:
         src = reals[(int(v) + 3) % N_VIDEOS]
@@ -50,7 +58,9 @@ def test_split_videos_is_seven_one_two_after_sorting():
     assert s["train"] + s["val"] + s["test"] == sorted(vids)
 
 
-@pytest.mark.parametrize(("split", "videos"), [("train", range(0, 7)), ("val", [7]), ("test", [8, 9])])
+@pytest.mark.parametrize(
+    ("split", "videos"), [("train", range(0, 7)), ("val", [7]), ("test", [8, 9])]
+)
 def test_paper_split_per_group(ff_root, split, videos):
     ds = FaceForensicsPP(ff_root, ["Deepfakes"], split=split)
     real = [s for s in ds.samples if s.group == "real"]

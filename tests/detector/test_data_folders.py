@@ -35,8 +35,14 @@ def folders(tmp_path):
 def test_folders_labels_groups_and_ids(folders):
     ds = RealFakeFolders(folders / "real", folders / "fake")
     ids = [s.id for s in ds.samples]
-    assert ids == ["real/r0.png", "real/r1.png", "real/r2.png", "fake/f0.png",
-                   "fake/gan/broken.png", "fake/gan/g0.jpg"]
+    assert ids == [
+        "real/r0.png",
+        "real/r1.png",
+        "real/r2.png",
+        "fake/f0.png",
+        "fake/gan/broken.png",
+        "fake/gan/g0.jpg",
+    ]
     assert [s.group for s in ds.samples] == ["real"] * 3 + ["fake", "gan", "gan"]
     assert ds.labels.tolist() == [0, 0, 0, 1, 1, 1]
     np.testing.assert_allclose(ds[1]["image"].numpy(), 41 / 255, atol=1e-6)
@@ -75,8 +81,15 @@ def test_from_index_reads_paths_masks_and_splits(folders):
     Image.fromarray(mask).save(folders / "m.png")
     rows = [
         {"id": "a", "path": "real/r0.png", "label": 0, "group": "real", "split": "train"},
-        {"id": "b", "path": "fake/f0.png", "label": 1, "group": "swap", "pair_id": "a",
-         "mask_path": "m.png", "split": "train"},
+        {
+            "id": "b",
+            "path": "fake/f0.png",
+            "label": 1,
+            "group": "swap",
+            "pair_id": "a",
+            "mask_path": "m.png",
+            "split": "train",
+        },
         {"id": "c", "path": str(folders / "real" / "r1.png"), "label": 0, "split": "test"},
     ]
     index = write_index(folders / "index.csv", rows)

@@ -40,7 +40,9 @@ def test_items_have_the_contract_fields():
     assert item["image"].shape == (3, SIZE, SIZE) and item["mask"].shape == (1, SIZE, SIZE)
     assert 0.0 <= float(item["image"].min()) <= float(item["image"].max()) <= 1.0
     # 8-bit quantised, so that PNG files hold exactly the items
-    np.testing.assert_allclose(item["image"].numpy() * 255, np.rint(item["image"].numpy() * 255), atol=1e-3)
+    np.testing.assert_allclose(
+        item["image"].numpy() * 255, np.rint(item["image"].numpy() * 255), atol=1e-3
+    )
     assert {"label", "id", "group", "pair_id", "video", "index"} <= set(item)
 
 
@@ -122,8 +124,12 @@ def test_make_data_layout_reads_back(tmp_path):
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"n": 0}, "n must be"), ({"n": 4, "size": 8}, "size must be"),
-     ({"n": 4, "fake_groups": ["face_swap"]}, "fake_groups"), ({"n": 4, "seed": -1}, "seed")],
+    [
+        ({"n": 0}, "n must be"),
+        ({"n": 4, "size": 8}, "size must be"),
+        ({"n": 4, "fake_groups": ["face_swap"]}, "fake_groups"),
+        ({"n": 4, "seed": -1}, "seed"),
+    ],
 )
 def test_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -81,8 +81,11 @@ def test_video_with_mixed_labels_is_an_error():
 
 @pytest.mark.parametrize(
     ("labels", "scores", "match"),
-    [([0, 2], [0.0, 1.0], "labels must be 0"), ([0, 1], [0.0], "same length"),
-     ([0, 1], [0.0, float("nan")], "finite")],
+    [
+        ([0, 2], [0.0, 1.0], "labels must be 0"),
+        ([0, 1], [0.0], "same length"),
+        ([0, 1], [0.0, float("nan")], "finite"),
+    ],
 )
 def test_bad_inputs(labels, scores, match):
     with pytest.raises(ValueError, match=match):

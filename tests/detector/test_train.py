@@ -40,10 +40,20 @@ def tiny():
 def test_training_lowers_the_loss(tmp_path, tiny):
     # full-batch Adam on 16 samples: the training loss falls epoch after epoch
     train_ds, _ = tiny
-    result = train(_model(), train_ds, None, tmp_path, epochs=6, batch_size=16, lr=1e-3, seed=0,
-                   device="cpu", progress=False)
+    result = train(
+        _model(),
+        train_ds,
+        None,
+        tmp_path,
+        epochs=6,
+        batch_size=16,
+        lr=1e-3,
+        seed=0,
+        device="cpu",
+        progress=False,
+    )
     losses = [h["train_loss"] for h in result.history]
-    assert all(b < a for a, b in zip(losses, losses[1:])), losses
+    assert all(b < a for a, b in zip(losses, losses[1:], strict=False)), losses
     assert losses[-1] < 0.6 * losses[0], losses
 
 
@@ -72,13 +82,23 @@ def test_outputs_and_exact_resume(tmp_path, tiny):
     b = read_checkpoint(tmp_path / "b" / "last.pt").state_dict
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=0, atol=0, msg=k)
-    assert resumed.history[1]["train_loss"] == pytest.approx(straight.history[1]["train_loss"], abs=0)
+    assert resumed.history[1]["train_loss"] == pytest.approx(
+        straight.history[1]["train_loss"], abs=0
+    )
 
 
 def test_resume_with_another_model_is_refused(tmp_path, tiny):
     train_ds, _ = tiny
-    train(_model("rgb"), train_ds, None, tmp_path, epochs=1, batch_size=8, device="cpu",
-          progress=False)
+    train(
+        _model("rgb"),
+        train_ds,
+        None,
+        tmp_path,
+        epochs=1,
+        batch_size=8,
+        device="cpu",
+        progress=False,
+    )
     with pytest.raises(ValueError, match="was trained with model config"):
         train(_model("defocus"), train_ds, None, tmp_path, epochs=2, device="cpu", progress=False)
 
@@ -91,8 +111,16 @@ def test_unreadable_images_are_skipped_and_listed(tmp_path):
             Image.fromarray(np.full((SIZE, SIZE, 3), value + i, np.uint8)).save(p)
     (tmp_path / "fake" / "corrupt.png").write_bytes(b"not an image at all")
     ds = RealFakeFolders(tmp_path / "real", tmp_path / "fake")
-    result = train(_model("rgb"), ds, ds, tmp_path / "run", epochs=1, batch_size=4,
-                   device="cpu", progress=False)
+    result = train(
+        _model("rgb"),
+        ds,
+        ds,
+        tmp_path / "run",
+        epochs=1,
+        batch_size=4,
+        device="cpu",
+        progress=False,
+    )
     assert result.n_skipped == 2  # once in training, once in validation
     assert [s["path"] for s in result.skipped] == [str(tmp_path / "fake" / "corrupt.png")]
     meta = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -118,8 +146,12 @@ def test_evaluate_reports_every_metric_and_group(tiny):
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"epochs": 0}, "epochs"), ({"batch_size": 0}, "batch_size"), ({"lr": 0.0}, "lr"),
-     ({"select": "f1"}, "select")],
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"lr": 0.0}, "lr"),
+        ({"select": "f1"}, "select"),
+    ],
 )
 def test_train_argument_errors(tmp_path, tiny, kwargs, match):
     with pytest.raises(ValueError, match=match):
