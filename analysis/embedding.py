@@ -54,12 +54,17 @@ def _as_features(features) -> np.ndarray:
     return x
 
 
-def _pca(x: np.ndarray, n_components: int, seed: int) -> np.ndarray:
+def _pca(x: np.ndarray, n_components: int, seed: int, exact: bool = True) -> np.ndarray:
     from sklearn.decomposition import PCA
 
     k = min(n_components, x.shape[0], x.shape[1])
-    # scikit-learn's "auto": exact on small data, randomized on large data
-    return PCA(n_components=k, svd_solver="auto", random_state=seed).fit_transform(x)
+    if exact or min(x.shape) <= 500:
+        # scikit-learn's "auto": exact on small data, randomized on large data
+        return PCA(n_components=k, svd_solver="auto", random_state=seed).fit_transform(x)
+    # a pre-reduction for t-SNE: 4 power iterations are plenty (Halko et al. 2011)
+    return PCA(
+        n_components=k, svd_solver="randomized", iterated_power=4, random_state=seed
+    ).fit_transform(x)
 
 
 def embed(
@@ -101,6 +106,36 @@ def embed(
     """
     check_choice(method, _METHODS, "method")
     check_choice(backend, _BACKENDS, "backend")
+    n_jobs = check_positive_int(n_jobs, "n_jobs")
+    from threadpoolctl import threadpool_limits
+
+    # BLAS/OpenMP pools capped at n_jobs: on a shared machine oversubscribed threads
+    # make PCA or scikit-learn's Barnes-Hut gradient several times slower
+    with threadpool_limits(limits=n_jobs):
+        return _embed(
+            features,
+            method,
+            perplexity,
+            seed,
+            backend,
+            pca_components,
+            n_jobs,
+            n_iter,
+            early_exaggeration_iter,
+        )
+
+
+def _embed(
+    features,
+    method,
+    perplexity,
+    seed,
+    backend,
+    pca_components,
+    n_jobs,
+    n_iter,
+    early_exaggeration_iter,
+) -> np.ndarray:
     x = _as_features(features)
     n = x.shape[0]
     if method == "pca":
@@ -113,7 +148,7 @@ def embed(
     if pca_components is not None:
         check_positive_int(pca_components, "pca_components", minimum=2)
         if x.shape[1] > pca_components:
-            x = _pca(x, pca_components, seed).astype(np.float32)
+            x = _pca(x, pca_components, seed, exact=False).astype(np.float32)
     if method == "umap":
         try:
             import umap
@@ -123,14 +158,10 @@ def embed(
         return np.asarray(reducer.fit_transform(x), dtype=np.float64)
     if backend == "sklearn":
         from sklearn.manifold import TSNE
-        from threadpoolctl import threadpool_limits
 
-        # its Barnes-Hut gradient uses OpenMP on every core; n_jobs caps it (on shared
-        # machines oversubscribed OpenMP threads can be 20x slower)
-        with threadpool_limits(limits=n_jobs):
-            out = TSNE(
-                n_components=2, perplexity=perplexity, random_state=seed, init="pca", n_jobs=n_jobs
-            ).fit_transform(x)
+        out = TSNE(
+            n_components=2, perplexity=perplexity, random_state=seed, init="pca", n_jobs=n_jobs
+        ).fit_transform(x)
         return np.asarray(out, dtype=np.float64)
     import openTSNE
 
@@ -334,7 +365,10 @@ def embedding_from_cache(
         )
     settings = list(perplexities) if method == "tsne" else [float("nan")]
     # reduce once for the whole sweep (embed would redo the same PCA per perplexity)
-    reduced = _pca(x, 50, seed).astype(np.float32) if x.shape[1] > 50 else x
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=n_jobs):
+        reduced = _pca(x, 50, seed, exact=False).astype(np.float32) if x.shape[1] > 50 else x
     coords, metrics = [], []
     k = min(5, max(1, (len(x) - 1) // 2 - 1))
     for p in settings:

@@ -40,7 +40,7 @@ def real_photos(n: int, size: int = 299, seed: int = 0) -> torch.Tensor:
         y = rng.integers(0, img.shape[0] - size + 1)
         x = rng.integers(0, img.shape[1] - size + 1)
         out[i] = img[y : y + size, x : x + size]
-    return torch.from_numpy(out).permute(0, 3, 1, 2).float() / 255.0
+    return torch.from_numpy(out).permute(0, 3, 1, 2).float().contiguous() / 255.0
 
 
 # ---- the paper-style baseline -------------------------------------------------------

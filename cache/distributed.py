@@ -57,17 +57,30 @@ def run_on_dask(
         return []
     if not scheduler and (isinstance(workers, bool) or int(workers) < 1):
         raise ValueError(f"workers must be at least 1 without a scheduler, got {workers!r}")
+    import dask
+
     cluster = None
     if scheduler:
         client = Client(scheduler)
     else:
-        cluster = LocalCluster(
-            n_workers=int(workers),
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=40,
-        )
+        # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers, which turns off
+        # glibc's dynamic mmap threshold: every large tensor then is a fresh mmap and page
+        # faults, and our tasks used twice the CPU of the same work in-process. Keep the
+        # one-thread settings, drop that one. The statistical profiler is not needed either.
+        environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
+        environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+        settings = {
+            "distributed.worker.profile.enabled": False,
+            "distributed.nanny.pre-spawn-environ": environ,
+        }
+        with dask.config.set(settings):
+            cluster = LocalCluster(
+                n_workers=int(workers),
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=40,
+            )
         client = Client(cluster)
     results = []
     try:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -166,6 +167,8 @@ class ExtractResult:
         Samples that could not be processed (``id``, ``group``, ``reason``), whole cache.
     seconds : float
         Wall time.
+    tasks : list of dict
+        Per shard written now: name, counts, wall and CPU seconds, process id.
     """
 
     cache: Cache
@@ -174,6 +177,7 @@ class ExtractResult:
     n_skipped: int
     failed: list = field(default_factory=list)
     seconds: float = 0.0
+    tasks: list = field(default_factory=list)
 
 
 def _records(dataset) -> list[tuple[str, str, int, str]]:
@@ -433,11 +437,22 @@ class _Job:
             out["edges"].append(torch.cat([r["edges"][:, 0] for r in chunk]).cpu().numpy())
 
     def run(self, task: ShardTask) -> dict:
-        """Compute one shard and write it; return a summary (name, n_samples, n_failed)."""
+        """Compute one shard and write it; return a summary (name, counts, wall and CPU time)."""
+        t0, c0 = time.perf_counter(), time.process_time()
+        if self.threads:
+            torch.set_num_threads(self.threads)
         arrays, failed = self.compute(task)
         writer = CacheWriter(self.out_dir)
         entry = writer.write_shard(task.group, arrays, name=task.name, failed=failed)
-        return {"name": task.name, "n_samples": entry["n_samples"], "n_failed": len(failed)}
+        return {
+            "name": task.name,
+            "n_samples": entry["n_samples"],
+            "n_failed": len(failed),
+            "seconds": time.perf_counter() - t0,
+            "cpu_seconds": time.process_time() - c0,
+            "pid": os.getpid(),
+            "torch_threads": torch.get_num_threads(),
+        }
 
 
 class _SampleFailure(Exception):
@@ -682,11 +697,13 @@ def extract(
     job = _Job(dataset, writer.path, defocus_model, rgb_model, config, bg_inputs, fields,
                device, threads, channels_last)  # fmt: skip
     bar = _progress(progress, sum(len(t.indices) for t in pending), writer.path)
+    tasks_done: list[dict] = []
     try:
         if workers or scheduler:
             from cache.distributed import run_on_dask
 
             def done(task, res):
+                tasks_done.append(res)
                 bar.update(len(task.indices))
                 bar.set_postfix_str(f"{res['name']} failed={res['n_failed']}", refresh=False)
 
@@ -694,6 +711,7 @@ def extract(
         else:
             for task in pending:
                 res = job.run(task)
+                tasks_done.append(res)
                 bar.update(len(task.indices))
                 bar.set_postfix_str(f"{res['name']} failed={res['n_failed']}", refresh=False)
     finally:
@@ -710,6 +728,7 @@ def extract(
         n_skipped=len(mine) - len(pending),
         failed=cache.failed,
         seconds=time.perf_counter() - t0,
+        tasks=tasks_done,
     )
 
 

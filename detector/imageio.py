@@ -77,8 +77,11 @@ class ImageTooLargeError(ImageReadError):
         return (type(self), (self.path, self.pixels, self.limit))
 
 
-def _to_uint8_rgb(img) -> np.ndarray:
-    """Convert a loaded Pillow image of any mode into uint8 ``(H, W, 3)``."""
+def _to_uint8_rgb(img, source_format: str | None = None) -> np.ndarray:
+    """Convert a loaded Pillow image of any mode into uint8 ``(H, W, 3)``.
+
+    ``source_format`` is the file format; a PNG in mode ``"I"`` is 16-bit.
+    """
     from PIL import Image
 
     mode = img.mode
@@ -89,7 +92,13 @@ def _to_uint8_rgb(img) -> np.ndarray:
         arr = np.asarray(img).astype(np.float64)
         # 16-bit data (Pillow opens 16-bit grayscale PNG as "I" or "I;16"):
         # scale 0..65535 to 0..255, never clip.
-        if mode == "I" and arr.size and arr.max() <= 255 and arr.min() >= 0:
+        if (
+            mode == "I"
+            and source_format != "PNG"
+            and arr.size
+            and arr.max() <= 255
+            and arr.min() >= 0
+        ):
             gray = arr
         else:
             gray = np.clip(arr, 0, 65535) / 257.0
@@ -159,8 +168,9 @@ def read_image(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarr
                 if max_pixels is not None and width * height > max_pixels:
                     raise ImageTooLargeError(path, width * height, max_pixels)
                 img.load()
+                source_format = img.format
                 img = ImageOps.exif_transpose(img)
-                return _to_uint8_rgb(img)
+                return _to_uint8_rgb(img, source_format)
     except Image.DecompressionBombError as err:
         numbers = [int(n) for n in re.findall(r"\d+", str(err))]
         pixels, limit = (numbers + [-1, -1])[:2]

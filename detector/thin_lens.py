@@ -318,8 +318,9 @@ def motorcycle_scene(
 
     Parameters
     ----------
-    focus : {"near", "far"}, default="near"
-        Focus on the 95th (near) or 5th (far) percentile of the disparity.
+    focus : {"near", "far"} or float, default="near"
+        Focus on the 95th (near) or 5th (far) percentile of the disparity, or
+        on the given percentile (0-100).
     max_sigma : float, default=3.0
         Blur sigma (pixels, at the rendered scale) of the most defocused depth.
     scale : float, default=0.5
@@ -335,8 +336,14 @@ def motorcycle_scene(
     from skimage import data
     from skimage.transform import resize
 
-    if focus not in ("near", "far"):
-        raise ValueError(f"focus must be 'near' or 'far', got {focus!r}")
+    if isinstance(focus, str):
+        if focus not in ("near", "far"):
+            raise ValueError(f"focus must be 'near', 'far' or a percentile, got {focus!r}")
+        percentile, label = (95.0 if focus == "near" else 5.0), focus
+    else:
+        percentile, label = float(focus), f"p{float(focus):g}"
+        if not 0 <= percentile <= 100:
+            raise ValueError(f"focus percentile must be in [0, 100], got {focus!r}")
     if not 0 < scale <= 1:
         raise ValueError(f"scale must be in (0, 1], got {scale!r}")
     left, _, disparity = data.stereo_motorcycle()
@@ -349,12 +356,12 @@ def motorcycle_scene(
     disp = disparity[np.ix_(rr, cc)].astype(np.float64) * scale
     valid = known[np.ix_(rr, cc)]
     finite = disp[valid]
-    focus_d = float(np.percentile(finite, 95 if focus == "near" else 5))
+    focus_d = float(np.percentile(finite, percentile))
     k = max_sigma / max(abs(finite.max() - focus_d), abs(finite.min() - focus_d))
     rendered, sigma = render_from_disparity(
         image, np.where(valid, disp, np.nan), focus_d, k, n_levels
     )
-    return Scene(f"motorcycle-{focus}", _quantise(rendered), sigma, valid)
+    return Scene(f"motorcycle-{label}", _quantise(rendered), sigma, valid)
 
 
 def dead_leaves(shape: tuple[int, int], rng: np.random.Generator, r_min=3.0, r_max=60.0):

@@ -1,18 +1,21 @@
 """SyntheticDoF: built-in depth-of-field data with fakes that break thin-lens physics.
 
 Each scene is a stack of fronto-parallel layers: a background (a crop of a
-photo that ships with scikit-image or scikit-learn) far away and one to
-three foreground "objects" (soft-edged super-ellipses textured with other
-crops) nearer the camera. A real image is the scene rendered through a thin
-lens (:func:`detector.thin_lens.render_layers`): the camera focuses on one
-layer and every layer is blurred by ``sigma = k |1/d - 1/d_f|`` pixels,
-occlusion handled by blurring premultiplied colour and alpha together. The
-lens constant ``k`` is drawn so that the most blurred layer has a sigma of
-2 to 3.5 pixels at 128 px (scaled with the size).
+photo that ships with scikit-image or scikit-learn) far away (depth 6-12)
+and one to three foreground "objects" (soft-edged super-ellipses textured
+with other crops) nearer the camera (depth 1-4). Crops are only ever
+downsampled, so a layer in focus is sharp. A real image is the scene
+rendered through a thin lens (:func:`detector.thin_lens.render_layers`): the
+camera focuses on the nearest object, the subject (as a portrait does), and
+every layer is blurred by
+``sigma = k |1/d - 1/d_f|`` pixels, occlusion handled by blurring
+premultiplied colour and alpha together. The lens constant ``k`` is drawn
+so that the most blurred layer has a sigma of 1.8 to 3 pixels at 128 px
+(scaled with the size).
 
 The fakes are made from the same scene, so each fake's ``pair_id`` is its
-real's id and they share content and colour statistics; they differ only
-in blur:
+real's id and they share content, noise and colour statistics; they differ
+only in blur:
 
 ``"all_in_focus"``
     the scene rendered with every sigma 0 (what a generator without a lens
@@ -23,11 +26,12 @@ in blur:
     instead of the objects' depths: blur changes inside objects and runs
     across their silhouettes. Global: mask all zeros.
 ``"pasted_region"``
-    the real image with an elliptical region from another photo pasted in
-    (a "face swap"), rendered with its own focus: its sigma differs from the
-    sigma under it by 1.5 to 3 pixels (sharper on blurred parts, more
-    blurred on sharp parts), composited with a one-pixel soft edge. Its
-    ground-truth mask (alpha > 0.5) is the only non-zero mask.
+    the real image with an elliptical region of the subject replaced by a
+    crop of another photo (a "face swap"), rendered with its own focus
+    (sigma 1.5 to 3 pixels inside the sharp subject) and pasted with a hard
+    rim. Nothing lies in front of the nearest object, so no real image has
+    blur inside it. Its ground-truth mask (alpha > 0.5) is the only
+    non-zero mask.
 
 Everything is deterministic from ``seed``: scene ``i`` draws from
 ``numpy.random.default_rng([seed, i])`` whatever the access order, batch
@@ -85,13 +89,7 @@ def _n_colour() -> int:
     return len(photo_bank()) - len(_GRAY)
 
 
-def _crop(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Return a random crop of a random photo as ``(size, size, 3)`` float64 in [0, 1].
-
-    The crop is at least ``size`` pixels wide and downsampled (antialiased)
-    to ``size``, never enlarged: a layer in focus is sharp, with no blur of
-    its own.
-    """
+def _crop_once(rng: np.random.Generator, size: int) -> np.ndarray:
     from PIL import Image
 
     bank = photo_bank()
@@ -114,6 +112,25 @@ def _crop(rng: np.random.Generator, size: int) -> np.ndarray:
     lo_v, hi_v = np.percentile(out, (1.0, 99.0))
     out = (out - lo_v) / max(hi_v - lo_v, 1e-3) * 0.9 + 0.05
     return np.clip(out, 0.0, 1.0)
+
+
+def _crop(rng: np.random.Generator, size: int, candidates: int = 3) -> np.ndarray:
+    """Return a textured crop of a photo as ``(size, size, 3)`` float64 in [0, 1].
+
+    Of ``candidates`` random crops the one with the most edges (mean absolute
+    gradient) is kept: blur is only visible where there is texture. Crops
+    are at least ``size`` pixels wide and downsampled (antialiased) to
+    ``size``, never enlarged: a layer in focus is sharp, with no blur of its
+    own.
+    """
+    best, best_score = None, -1.0
+    for _ in range(candidates):
+        c = _crop_once(rng, size)
+        g = c.mean(axis=2)
+        score = float(np.abs(np.diff(g, axis=0)).mean() + np.abs(np.diff(g, axis=1)).mean())
+        if score > best_score:
+            best, best_score = c, score
+    return best
 
 
 def _blob(
@@ -277,8 +294,9 @@ class SyntheticDoF(Dataset):
             [[rng.uniform(6.0, 12.0)], np.sort(rng.uniform(1.0, 4.0, n_fg))[::-1]]
         )
         textures = [_crop(rng, s) for _ in range(n_fg + 1)]
-        alphas = [np.ones((s, s))] + [_blob(rng, s, 0.14, 0.34) for _ in range(n_fg)]
-        focus = 1 + int(rng.integers(n_fg))  # the camera focuses on an object, never the background
+        alphas = [np.ones((s, s))] + [_blob(rng, s, 0.14, 0.34) for _ in range(n_fg - 1)]
+        alphas.append(_blob(rng, s, 0.22, 0.36))  # the subject: the nearest object
+        focus = n_fg  # portrait focus: on the nearest object, everything behind it blurred
         raw = sigma_from_depth(depths, depths[focus], 1.0)
         k = rng.uniform(1.8, 3.0) * scale / raw.max()
         sigmas = raw * k
@@ -307,16 +325,15 @@ class SyntheticDoF(Dataset):
                 field = t * sigmas.max()
                 renders["inconsistent_blur"] = (_varying_blur(aif, field, sigmas.max()), field)
         if "pasted_region" in groups:
-            # centre the paste on the visible in-focus part of the scene (a swapped face on
-            # the subject in focus), blur it with its own sigma, paste with a hard rim
-            margin = int(0.15 * s)
-            inner = np.zeros((s, s), bool)
-            inner[margin:-margin, margin:-margin] = True
-            candidates = np.argwhere((real_sigma == 0.0) & inner)
+            # a swapped face: a region of the sharp subject replaced by another texture
+            # rendered with its own (wrong) focus, pasted with a hard rim; nothing can lie
+            # in front of the nearest object, so no real image shows blur inside it
+            subject = alphas[focus]
+            candidates = np.argwhere(subject > 0.99)
             if len(candidates) == 0:
-                candidates = np.argwhere(inner)
+                candidates = np.argwhere(subject > 0.5)
             cy, cx = candidates[min(int(paste_u * len(candidates)), len(candidates) - 1)]
-            paste_alpha = _blob(fake_rng, s, 0.12, 0.22, centre=(cy + 0.5, cx + 0.5))
+            paste_alpha = _blob(fake_rng, s, 0.12, 0.22, centre=(cy + 0.5, cx + 0.5)) * subject
             patch = gaussian_blur(paste_texture, paste_sigma)
             a = paste_alpha[..., None]
             renders["pasted_region"] = (

@@ -42,11 +42,12 @@ class DefocusConfig:
     size : int or None, default=299
         Side of the square output maps; None keeps the input resolution.
     sigma1, sigma2 : float, default=1.5, 2.0
-        The two derivative-of-Gaussian scales (``sigma1 < sigma2``).
+        The reference mode's two derivative-of-Gaussian scales
+        (``sigma1 < sigma2``); the accurate mode uses ``accurate_scales``.
     radius : int, default=7
-        Guided-filter window radius (window ``2 * radius + 1``).
+        Reference mode's guided-filter window radius (window ``2 * radius + 1``).
     eps : float, default=1e-2
-        Guided-filter regulariser.
+        Reference mode's guided-filter regulariser.
     input_range : {"unit", "symmetric"}, default="unit"
         ``"symmetric"`` reproduces the paper's data loader, which feeds the
         pipeline ``2 * x - 1`` (Canny sees ``clip(gray, 0, 1)`` of it and the

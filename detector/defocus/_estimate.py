@@ -14,7 +14,7 @@ from ._config import DefocusConfig
 __all__ = ["DefocusMaps", "estimate_defocus", "DefocusEstimator"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DefocusMaps:
     """The estimator's outputs, each a float32 tensor of shape ``(B, 1, S, S)``.
 

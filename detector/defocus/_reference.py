@@ -187,7 +187,7 @@ def reference_compiled(x: np.ndarray, config: DefocusConfig, map_fn):
     """
     from ._canny import _gaussian_kernel
     from ._gradients import dog_kernels_1d
-    from ._kernels import canny_image, dog_ratio_image, gray_image, sparse_guided_image
+    from ._kernels import canny_image, dog_ratio_image, sparse_guided_image
 
     n = x.shape[0]
     h, w = x.shape[2:]

@@ -209,3 +209,15 @@ def test_config_to_dict_roundtrip():
     d = json.loads(json.dumps(config.to_dict()))
     d["accurate_scales"] = tuple(d["accurate_scales"])
     assert DefocusConfig(**d) == config
+
+
+def test_intrinsic_blur_is_removed_in_quadrature():
+    img = blurred_step(2.0, 0.4, 0.1)
+    raw = estimate_defocus(to_batch([img]), DefocusConfig(mode="accurate", size=None)).sparse
+    fixed = estimate_defocus(
+        to_batch([img]), DefocusConfig(mode="accurate", size=None, accurate_intrinsic=1.2)
+    ).sparse
+    has = raw[0, 0] > 0
+    expected = torch.sqrt(torch.clamp(raw[0, 0][has] ** 2 - 1.2**2, min=0))
+    torch.testing.assert_close(fixed[0, 0][has], expected, rtol=0, atol=1e-5)
+    assert abs(float(expected.median()) - 1.6) <= 0.1  # sqrt(2.0^2 - 1.2^2)

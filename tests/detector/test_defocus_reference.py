@@ -207,3 +207,20 @@ def test_bad_images_raise(images, match):
 def test_bad_config_argument():
     with pytest.raises(ValueError, match="DefocusConfig"):
         estimate_defocus(torch.rand(1, 3, 16, 16), {"mode": "reference"})
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_reference_mode_with_matting_propagation(batch, backend):
+    from detector.defocus._matting import matting_propagate
+
+    x = batch[:1, :, :64, :80]
+    maps = estimate_defocus(x, DefocusConfig(size=48, propagation="matting", backend=backend))
+    guided = estimate_defocus(x, DefocusConfig(size=48, backend=backend))
+    torch.testing.assert_close(maps.sparse, guided.sparse, rtol=0, atol=1e-6)
+    gray = F.interpolate(x.mean(1, keepdim=True), size=(48, 48), mode="bilinear")[0, 0].numpy()
+    s = maps.sparse[0, 0].numpy()
+    config = DefocusConfig()
+    expected = matting_propagate(
+        gray, s, (s > 0).astype(float), config.matting_lambda, config.matting_eps
+    )
+    np.testing.assert_allclose(maps.defocus[0, 0].numpy(), expected, atol=1e-4)
