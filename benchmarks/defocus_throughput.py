@@ -8,7 +8,9 @@ Usage::
 Prints images/s of the reference mode and of a straightforward implementation
 written here the way the paper's code does it (scikit-image Canny per image in
 a Python loop, dense 11x11 ``torch.nn.functional.conv2d``, cumsum box guided
-filter), their ratio, the largest difference between their maps, and the peak
+filter), their ratio, the CPU time per image of each on one thread (a figure
+that other processes' load does not distort), the largest difference between
+their maps, and the peak
 memory (traced numpy/Python allocations plus resident-set growth) of one batch
 of ``--memory-batch`` images.
 """
@@ -129,6 +131,17 @@ def _rate(fn, images, repeats: int) -> float:
     return images.shape[0] / best
 
 
+def _cpu_ms_per_image(fn, images, repeats: int) -> float:
+    """Best CPU time of this thread per image (robust to other processes' load)."""
+    fn(images)
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.thread_time()
+        fn(images)
+        best = min(best, time.thread_time() - t0)
+    return 1000.0 * best / images.shape[0]
+
+
 def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -167,6 +180,14 @@ def main(argv=None) -> int:
     print(f"baseline (paper-style):    {rb:8.1f} images/s")
     print(f"reference mode (ours):     {ro:8.1f} images/s")
     print(f"speed-up:                  {ro / rb:8.2f}x")
+    # CPU time on one thread: what each implementation costs, whatever the load
+    torch.set_num_threads(1)
+    one = DefocusConfig(mode="reference", n_threads=1)
+    cb = _cpu_ms_per_image(baseline, images, args.repeats)
+    co = _cpu_ms_per_image(lambda x: estimate_defocus(x, one), images, args.repeats)
+    print(f"CPU time per image, 1 thread: baseline {cb:.2f} ms, ours {co:.2f} ms", end="")
+    print(f", ratio {cb / co:.2f}x")
+    torch.set_num_threads(args.threads)
     if args.accurate:
         acc = DefocusConfig(mode="accurate", n_threads=args.threads)
         ra = _rate(lambda x: estimate_defocus(x, acc), images[:8], 1)

@@ -21,6 +21,7 @@ from cache.errors import (
     CacheMismatchError,
     PickledArrayError,
 )
+from cache.legacy import import_legacy
 from cache.schema import FIELDS, FORMAT_VERSION, REQUIRED_FIELDS, FieldSpec
 from cache.store import (
     Cache,
@@ -45,6 +46,7 @@ __all__ = [
     "REQUIRED_FIELDS",
     "VerifyReport",
     "config_differences",
+    "import_legacy",
     "merge_caches",
     "open_cache",
 ]

@@ -61,8 +61,8 @@ FULL: dict[str, Any] = dict(
     perplexities=(5, 10, 20, 40),
     n_boot=1000,
     n_permutations=100,
-    deletion_samples=32,
-    deletion_steps=11,
+    deletion_samples=16,
+    deletion_steps=6,
 )
 #: Settings of ``--quick`` (under 2 minutes on 2 CPU cores; used by the tests).
 QUICK: dict[str, Any] = dict(

@@ -187,7 +187,7 @@ def reference_compiled(x: np.ndarray, config: DefocusConfig, map_fn):
     """
     from ._canny import _gaussian_kernel
     from ._gradients import dog_kernels_1d
-    from ._kernels import canny_image, dog_ratio_image, sparse_guided_image
+    from ._kernels import canny_image, dog_ratio_image, gray_image, sparse_guided_image
 
     n = x.shape[0]
     h, w = x.shape[2:]
@@ -201,17 +201,20 @@ def reference_compiled(x: np.ndarray, config: DefocusConfig, map_fn):
     d1, g1 = dog_kernels_1d(config.sigma1, config.kernel_size)
     d2, g2 = dog_kernels_1d(config.sigma2, config.kernel_size)
 
+    symmetric = config.input_range == "symmetric"
+    native = config.size is None or (h == config.size and w == config.size)
+
     def stage1(i):
-        gray = pipeline_gray_numpy(x[i : i + 1], config.input_range)[0]
-        edges = np.empty_like(gray)
-        canny_image(np.clip(gray, 0.0, 1.0), gauss, config.canny_low, config.canny_high, edges)
-        if config.size is not None:
-            gray = resize_bilinear_numpy(gray, config.size)
-            edges = resize_bilinear_numpy(edges, config.size)
-        gray_r[i] = gray
-        edges_r[i] = edges
+        gray = gray_r[i] if native else np.empty((h, w), dtype=np.float32)
+        edges = edges_r[i] if native else np.empty((h, w), dtype=np.float32)
+        clipped = np.empty((h, w), dtype=np.float32)
+        gray_image(np.ascontiguousarray(x[i]), symmetric, gray, clipped)
+        canny_image(clipped, gauss, config.canny_low, config.canny_high, edges)
+        if not native:
+            gray_r[i] = resize_bilinear_numpy(gray, config.size)
+            edges_r[i] = resize_bilinear_numpy(edges, config.size)
         dog_ratio_image(gray_r[i], d1, g1, d2, g2, ratio[i])
-        return float(edges.max())
+        return float(edges_r[i].max())
 
     edge_max = max(map_fn(stage1, range(n)))
     denom = float(np.float32(edge_max) + np.float32(1e-8))
