@@ -30,6 +30,7 @@ from analysis._validation import check_positive_int
 __all__ = [
     "AlignmentScores",
     "AlignmentAnalysis",
+    "alignment_histograms",
     "alignment_score",
     "attribution_weights",
     "bootstrap_mean_ci",
@@ -115,6 +116,40 @@ def attribution_weights(attribution, shape: tuple[int, ...]) -> np.ndarray:
     if a.shape != tuple(shape):
         raise ValueError(f"attribution shape {np.shape(attribution)} does not match maps {shape}")
     return a
+
+
+def alignment_histograms(fake_map, real_map, attribution, bins: int = 20):
+    """Return the normalised histograms ``A`` (of ``|fake - real|``) and ``B`` (of ``|attr|``).
+
+    The two histograms :func:`alignment_score` compares, for plotting or inspection.
+
+    Parameters
+    ----------
+    fake_map, real_map : ndarray of shape (N, H, W) or (H, W)
+    attribution : ndarray of shape (N, H, W) or (N, C, R, R) (or one sample)
+    bins : int
+
+    Returns
+    -------
+    a, b : ndarray of shape (N, bins), or (bins,) for one (H, W) pair
+        Each divided by (its sum + 1e-8).
+    """
+    bins = check_positive_int(bins, "bins")
+    fake = np.asarray(fake_map, dtype=np.float64)
+    real = np.asarray(real_map, dtype=np.float64)
+    if fake.shape != real.shape or fake.ndim not in (2, 3):
+        raise ValueError(
+            f"fake_map and real_map must have the same shape (N, H, W) or (H, W), "
+            f"got {fake.shape} and {real.shape}"
+        )
+    weights = attribution_weights(attribution, fake.shape)
+    single = fake.ndim == 2
+    if single:
+        fake, real, weights = fake[None], real[None], weights[None]
+    flat = _flat_bins(fake, bins)
+    a = _normalised_hist(flat, np.abs(fake - real), bins)
+    b = _normalised_hist(flat, weights, bins)
+    return (a[0], b[0]) if single else (a, b)
 
 
 def alignment_score(fake_map, real_map, attribution, bins: int = 20) -> AlignmentScores:

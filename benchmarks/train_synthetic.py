@@ -94,6 +94,11 @@ def main() -> None:
                 seed=args.seed,
                 device="auto",
                 progress=False,
+                callback=lambda row, name=name: print(
+                    f"  {name} epoch {row['epoch']}: val AUC {row.get('val_auc', float('nan')):.3f}"
+                    f" ({row['seconds']:.0f} s)",
+                    flush=True,
+                ),
             )
             seconds = time.perf_counter() - t
             from detector.checkpoints import load_checkpoint

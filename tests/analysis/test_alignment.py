@@ -4,6 +4,7 @@ from scipy import stats
 
 from analysis.alignment import (
     alignment_from_cache,
+    alignment_histograms,
     alignment_score,
     bootstrap_mean_ci,
     permutation_null,
@@ -137,3 +138,15 @@ def test_alignment_from_cache_missing_attributions(minimal_cache):
     res = alignment_from_cache(c, n_permutations=5)
     assert res.per_sample.empty
     assert set(res.unavailable) == {"defocus", "rgb"}
+
+
+def test_alignment_histograms_are_the_compared_ones(rng):
+    fake, real, attr = rng.random((3, 9, 9)), rng.random((3, 9, 9)), rng.normal(size=(3, 9, 9))
+    a, b = alignment_histograms(fake, real, attr)
+    ref_a, _ = np.histogram(fake[1], bins=20, range=(0, 1), weights=np.abs(fake[1] - real[1]))
+    np.testing.assert_allclose(a[1], ref_a / (ref_a.sum() + 1e-8), atol=1e-12)
+    np.testing.assert_allclose(
+        np.minimum(a, b).sum(axis=1), alignment_score(fake, real, attr).score, atol=1e-12
+    )
+    a1, b1 = alignment_histograms(fake[0], real[0], attr[0])
+    assert a1.shape == (20,) and b1.shape == (20,)
