@@ -39,6 +39,9 @@ import pandas as pd
 
 from analysis._validation import check_choice
 
+#: Default removed fractions of a deletion curve: 0, 0.1, ..., 1.
+_FRACTIONS: tuple[float, ...] = tuple(i / 10 for i in range(11))
+
 __all__ = [
     "DeletionResult",
     "LocalisationAnalysis",
@@ -193,7 +196,7 @@ def deletion_curve(
     inputs,
     attribution,
     labels=None,
-    fractions: Sequence[float] = tuple(np.linspace(0.0, 1.0, 11)),
+    fractions: Sequence[float] = _FRACTIONS,
     fill: str = "mean",
     seed: int = 0,
     batch_size: int = 32,
@@ -401,7 +404,7 @@ def deletion_from_cache(
     predict: dict | None = None,
     groups=None,
     max_samples: int = 64,
-    fractions: Sequence[float] = tuple(np.linspace(0.0, 1.0, 11)),
+    fractions: Sequence[float] = _FRACTIONS,
     fill: str = "mean",
     seed: int = 0,
 ) -> tuple[dict, dict, dict]:

@@ -34,6 +34,7 @@ __all__ = [
     "match_by_id",
     "match_by_position",
     "plan_pairs",
+    "run_paired",
 ]
 
 _META_FIELDS = ("id", "pair_id", "label")
