@@ -26,12 +26,12 @@ only in blur:
     instead of the objects' depths: blur changes inside objects and runs
     across their silhouettes. Global: mask all zeros.
 ``"pasted_region"``
-    the real image with an elliptical region of the subject replaced by a
-    crop of another photo (a "face swap"), rendered with its own focus
-    (sigma 1.5 to 3 pixels inside the sharp subject) and pasted with a hard
-    rim. Nothing lies in front of the nearest object, so no real image has
-    blur inside it. Its ground-truth mask (alpha > 0.5) is the only
-    non-zero mask.
+    the real image with an elliptical region inside the subject (about
+    half its radius, around its centre) replaced by a crop of another photo
+    (a "face swap"), rendered with its own focus (sigma 1.5 to 3 pixels) and
+    pasted with a hard rim: an island of blur inside the sharp subject.
+    Nothing lies in front of the nearest object, so no real image has one.
+    Its ground-truth mask (alpha > 0.5) is the only non-zero mask.
 
 Everything is deterministic from ``seed``: scene ``i`` draws from
 ``numpy.random.default_rng([seed, i])`` whatever the access order, batch
@@ -329,11 +329,15 @@ class SyntheticDoF(Dataset):
             # rendered with its own (wrong) focus, pasted with a hard rim; nothing can lie
             # in front of the nearest object, so no real image shows blur inside it
             subject = alphas[focus]
-            candidates = np.argwhere(subject > 0.99)
-            if len(candidates) == 0:
-                candidates = np.argwhere(subject > 0.5)
-            cy, cx = candidates[min(int(paste_u * len(candidates)), len(candidates) - 1)]
-            paste_alpha = _blob(fake_rng, s, 0.12, 0.22, centre=(cy + 0.5, cx + 0.5)) * subject
+            inside = np.argwhere(subject > 0.5)
+            cy, cx = inside.mean(axis=0) + 0.5
+            r_eq = np.sqrt(len(inside) / np.pi)  # radius of the disc of the subject's area
+            off = (np.array([paste_u, fake_rng.random()]) - 0.5) * 0.4 * r_eq
+            rel = fake_rng.uniform(0.35, 0.55) / 0.3  # _blob radii are fractions of the size
+            paste_alpha = _blob(
+                fake_rng, s, rel * 0.25 * r_eq / s, rel * 0.35 * r_eq / s,
+                centre=(cy + off[0], cx + off[1]),
+            ) * subject  # fmt: skip
             patch = gaussian_blur(paste_texture, paste_sigma)
             a = paste_alpha[..., None]
             renders["pasted_region"] = (
