@@ -50,13 +50,13 @@ __all__ = ["FULL", "QUICK", "DemoConfig", "DemoResult", "format_closing_summary"
 #: Settings of the full demo (about 10 minutes on 2 CPU cores).
 FULL: dict[str, Any] = dict(
     image_size=128,
-    n_train=512,
-    n_val=128,
+    n_train=384,
+    n_val=96,
     n_test=128,
-    epochs=6,
+    epochs=5,
     batch_size=32,
     lr=1e-3,
-    nsamples=24,
+    nsamples=16,
     n_background=10,
     perplexities=(5, 10, 20, 40),
     n_boot=1000,
