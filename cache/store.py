@@ -46,6 +46,7 @@ __all__ = [
     "open_cache",
     "merge_caches",
     "config_differences",
+    "read_npz",
     "read_npz_bytes",
     "sha256_bytes",
     "sha256_file",
@@ -180,12 +181,19 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 def read_npz_bytes(
     data: bytes, where: str, fields: Iterable[str] | None = None
 ) -> dict[str, np.ndarray]:
-    """Load arrays from ``.npz`` bytes without ever unpickling.
+    """Load arrays from ``.npz`` bytes without ever unpickling (see :func:`read_npz`)."""
+    return read_npz(io.BytesIO(data), where, fields)
+
+
+def read_npz(source, where: str, fields: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """Load arrays from an ``.npz`` file or file object without ever unpickling.
+
+    Only the requested members are decompressed.
 
     Parameters
     ----------
-    data : bytes
-        The file content.
+    source : path or binary file object
+        The ``.npz`` file.
     where : str
         Name of the file, used in error messages.
     fields : iterable of str, optional
@@ -203,7 +211,7 @@ def read_npz_bytes(
         If the bytes are not a readable ``.npz``.
     """
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        with np.load(source, allow_pickle=False) as npz:
             keys = list(npz.files) if fields is None else list(fields)
             missing = [k for k in keys if k not in npz.files]
             if missing:
@@ -553,6 +561,8 @@ class Cache:
             raise CacheFormatError(f"{path} holds no {MANIFEST}; it is not a cache")
         self.path = path
         self.manifest = manifest
+        # shard name -> (size, mtime_ns) of the file when its sha256 was last checked
+        self._verified: dict[str, tuple[int, int]] = {}
 
     # -- description ------------------------------------------------------------------
 
@@ -623,9 +633,20 @@ class Cache:
     # -- reading ----------------------------------------------------------------------
 
     def _read_shard(self, entry: dict, fields: list[str] | None) -> dict[str, np.ndarray]:
+        """Read a shard; its sha256 is checked on the first read by this object.
+
+        Later reads of a shard whose size and modification time are unchanged
+        since it was verified decompress only the requested fields, so an
+        analysis making several passes over a large cache hashes each shard
+        once instead of once per pass.
+        """
         path = self.path / entry["file"]
         where = f"shard {entry['name']!r} ({path})"
         try:
+            stat = path.stat()
+            stamp = (stat.st_size, stat.st_mtime_ns)
+            if self._verified.get(entry["name"]) == stamp:
+                return read_npz(path, where, fields)
             data = path.read_bytes()
         except OSError as err:
             raise CacheCorruptError(f"{where} cannot be read: {err}") from err
@@ -635,7 +656,9 @@ class Cache:
             )
         if sha256_bytes(data) != entry["sha256"]:
             raise CacheCorruptError(f"{where} does not match its sha256 in the manifest (corrupt)")
-        return read_npz_bytes(data, where, fields)
+        arrays = read_npz_bytes(data, where, fields)
+        self._verified[entry["name"]] = stamp
+        return arrays
 
     def iter_shards(
         self, group: str | None = None, fields: Iterable[str] | None = None
@@ -712,6 +735,7 @@ class Cache:
             True when intact; ``.problems`` names every bad shard and why.
         """
         report = VerifyReport()
+        self._verified.clear()  # verify re-hashes every shard, whatever was read before
         seen: dict[str, str] = {}
         sizes = dict(self.sizes)
         for entry in self.shards:

@@ -246,7 +246,14 @@ def render_html(ipynb: str | Path, html_path: str | Path) -> Path:
         ``html_path``.
     """
     import nbformat
-    from nbconvert import HTMLExporter
+
+    try:
+        from nbconvert import HTMLExporter
+    except ImportError as err:  # pragma: no cover - nbconvert comes with jupyterlab
+        raise NotebookError(
+            "HTML rendering needs nbconvert (pip install nbconvert, or the 'notebooks' "
+            "extra); pass --no-html to skip it"
+        ) from err
 
     nb = nbformat.read(str(ipynb), as_version=4)
     body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)

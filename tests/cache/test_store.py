@@ -113,6 +113,33 @@ def test_verify_passes_then_names_flipped_and_truncated_shards(small_cache):
         open_cache(path).load("id", "fake")
 
 
+def test_each_shard_is_hashed_once_per_open_and_rehashed_when_changed(small_cache, monkeypatch):
+    import cache.store as store
+
+    path, expected = small_cache
+    calls = []
+    real_hash = store.sha256_bytes
+    monkeypatch.setattr(store, "sha256_bytes", lambda data: calls.append(1) or real_hash(data))
+    c = open_cache(path)
+    first = c.load("defocus", "real")
+    assert len(calls) == 2  # two shards of group "real"
+    second = c.load("attr_defocus", "real")
+    assert len(calls) == 2  # unchanged files: read without hashing again
+    np.testing.assert_array_equal(first, c.load("defocus", "real"))
+    want = np.concatenate([a["attr_defocus"] for a in expected["real"]]).astype(np.float32)
+    np.testing.assert_array_equal(second, want)
+    # a shard rewritten after it was verified (new mtime) is hashed again and refused
+    target = path / c.shards[0]["file"]
+    raw = bytearray(target.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    target.write_bytes(bytes(raw))
+    os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
+    with pytest.raises(CacheCorruptError, match=c.shards[0]["name"]):
+        c.load("defocus", c.shards[0]["group"])
+    # verify always re-hashes every shard
+    assert not c.verify().ok
+
+
 def test_missing_shard_is_reported(small_cache):
     path, _ = small_cache
     c = open_cache(path)
