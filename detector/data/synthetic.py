@@ -3,7 +3,8 @@
 Each scene is a stack of fronto-parallel layers: a background (a crop of a
 photo that ships with scikit-image or scikit-learn) far away (depth 6-12)
 and one to three foreground "objects" (soft-edged super-ellipses textured
-with other crops) nearer the camera (depth 1-4). Crops are only ever
+with other crops) nearer the camera (depth 1-4); the nearest, the subject,
+has radii of 0.26-0.38 of the image side. Crops are only ever
 downsampled, so a layer in focus is sharp. A real image is the scene
 rendered through a thin lens (:func:`detector.thin_lens.render_layers`): the
 camera focuses on the nearest object, the subject (as a portrait does), and
@@ -21,17 +22,23 @@ only in blur:
     the scene rendered with every sigma 0 (what a generator without a lens
     model produces). Global: mask all zeros.
 ``"inconsistent_blur"``
-    the all-in-focus scene blurred by a sigma field that follows a tilted
-    plane (a ramp from 0 to the real's largest sigma in a random direction)
-    instead of the objects' depths: blur changes inside objects and runs
-    across their silhouettes. Global: mask all zeros.
+    the all-in-focus scene blurred by a sigma field that is a tilted plane
+    across the subject, clamped to [0, the real's largest sigma]: zero
+    before the subject's near side (10th percentile of its extent along a
+    random direction), the largest sigma beyond its far side (90th
+    percentile). Blur then changes inside the subject and inside the
+    background, each a single depth, and runs across silhouettes: half of
+    the subject is as blurred as the background should be. Global: mask all
+    zeros.
 ``"pasted_region"``
-    the real image with an elliptical region inside the subject (about
-    half its radius, around its centre) replaced by a crop of another photo
-    (a "face swap"), rendered with its own focus (sigma 1.5 to 3 pixels) and
-    pasted with a hard rim: an island of blur inside the sharp subject.
-    Nothing lies in front of the nearest object, so no real image has one.
-    Its ground-truth mask (alpha > 0.5) is the only non-zero mask.
+    a "face swap": most of the subject (an elliptical region around its
+    centre, 0.75-0.95 of its equivalent radius, cut to its silhouette: about
+    10-40% of the image) replaced by a crop of another photo rendered with
+    the focus of another depth (sigma 2 to 3 pixels, the background's range)
+    and pasted with a hard rim. A blurred texture with a sharp outline at
+    the focus depth: no single depth gives that, and nothing lies in front
+    of the nearest object. Its ground-truth mask (alpha > 0.5) is the only
+    non-zero mask.
 
 Everything is deterministic from ``seed``: scene ``i`` draws from
 ``numpy.random.default_rng([seed, i])`` whatever the access order, batch
@@ -295,7 +302,7 @@ class SyntheticDoF(Dataset):
         )
         textures = [_crop(rng, s) for _ in range(n_fg + 1)]
         alphas = [np.ones((s, s))] + [_blob(rng, s, 0.14, 0.34) for _ in range(n_fg - 1)]
-        alphas.append(_blob(rng, s, 0.22, 0.36))  # the subject: the nearest object
+        alphas.append(_blob(rng, s, 0.26, 0.38))  # the subject: the nearest object
         focus = n_fg  # portrait focus: on the nearest object, everything behind it blurred
         raw = sigma_from_depth(depths, depths[focus], 1.0)
         k = rng.uniform(1.8, 3.0) * scale / raw.max()
@@ -304,7 +311,7 @@ class SyntheticDoF(Dataset):
         fake_rng = np.random.default_rng([self.seed, int(scene), 2])
         paste_texture = _crop(fake_rng, s)
         ramp_dir = fake_rng.uniform(0, 2 * np.pi)
-        paste_sigma = fake_rng.uniform(1.5, 3.0) * scale
+        paste_sigma = fake_rng.uniform(2.0, 3.0) * scale
         paste_u = fake_rng.random()
 
         out: dict[str, Any] = {"images": {}, "sigma": {}, "mask": np.zeros((s, s), np.uint8)}
@@ -313,30 +320,37 @@ class SyntheticDoF(Dataset):
             [Layer(t, a, float(sg)) for t, a, sg in zip(textures, alphas, sigmas, strict=True)]
         )
         renders: dict[str, tuple[np.ndarray, np.ndarray]] = {"real": (real, real_sigma)}
+        subject = alphas[focus]
+        inside = np.argwhere(subject > 0.5)
+        centre = inside.mean(axis=0) + 0.5
         if "all_in_focus" in groups or "inconsistent_blur" in groups:
             aif, _ = render_layers(
                 [Layer(t, a, 0.0) for t, a in zip(textures, alphas, strict=True)]
             )
             renders["all_in_focus"] = (aif, np.zeros((s, s)))
             if "inconsistent_blur" in groups:
-                yy, xx = np.mgrid[0:s, 0:s] / (s - 1.0)
-                t = np.cos(ramp_dir) * xx + np.sin(ramp_dir) * yy
-                t = (t - t.min()) / (t.max() - t.min())
-                field = t * sigmas.max()
-                renders["inconsistent_blur"] = (_varying_blur(aif, field, sigmas.max()), field)
+                # a tilted plane of blur across the subject: zero at its near side, the
+                # background's blur at its far side, clamped beyond; one depth plane (the
+                # subject, the background) is sharp on one side and blurred on the other
+                direction = np.array([np.sin(ramp_dir), np.cos(ramp_dir)])
+                yy, xx = np.mgrid[0:s, 0:s] + 0.5
+                t = direction[0] * (yy - centre[0]) + direction[1] * (xx - centre[1])
+                proj = (inside + 0.5 - centre) @ direction
+                lo, hi = np.percentile(proj, (10.0, 90.0))
+                smax = sigmas.max()
+                field = np.clip((t - lo) / max(hi - lo, 1.0), 0.0, 1.0) * smax
+                renders["inconsistent_blur"] = (_varying_blur(aif, field, smax), field)
         if "pasted_region" in groups:
-            # a swapped face: a region of the sharp subject replaced by another texture
-            # rendered with its own (wrong) focus, pasted with a hard rim; nothing can lie
-            # in front of the nearest object, so no real image shows blur inside it
-            subject = alphas[focus]
-            inside = np.argwhere(subject > 0.5)
-            cy, cx = inside.mean(axis=0) + 0.5
+            # a swapped face: most of the sharp subject replaced by another photo's crop
+            # rendered with the background's blur (focused elsewhere) and pasted with a
+            # hard rim: a blurred texture with a sharp outline at the focus depth, which no
+            # single depth can produce (nothing lies in front of the nearest object)
             r_eq = np.sqrt(len(inside) / np.pi)  # radius of the disc of the subject's area
-            off = (np.array([paste_u, fake_rng.random()]) - 0.5) * 0.4 * r_eq
-            rel = fake_rng.uniform(0.35, 0.55) / 0.3  # _blob radii are fractions of the size
+            off = (np.array([paste_u, fake_rng.random()]) - 0.5) * 0.2 * r_eq
+            rel = fake_rng.uniform(0.75, 0.95) / 0.3  # _blob radii are fractions of the size
             paste_alpha = _blob(
                 fake_rng, s, rel * 0.25 * r_eq / s, rel * 0.35 * r_eq / s,
-                centre=(cy + off[0], cx + off[1]),
+                centre=(centre[0] + off[0], centre[1] + off[1]),
             ) * subject  # fmt: skip
             patch = gaussian_blur(paste_texture, paste_sigma)
             a = paste_alpha[..., None]

@@ -72,20 +72,34 @@ def test_all_in_focus_is_sharper_and_has_zero_blur(scene):
     assert _sharpness(scene["images"]["all_in_focus"]) > _sharpness(scene["images"]["real"])
 
 
-def test_inconsistent_blur_is_a_ramp(scene):
-    field = scene["sigma"]["inconsistent_blur"]
+def test_inconsistent_blur_is_a_clamped_plane_across_the_subject(scene):
+    field = scene["sigma"]["inconsistent_blur"].astype(np.float64)
+    smax = scene["sigmas"].max()
     assert field.min() == pytest.approx(0.0, abs=1e-6)
-    assert field.max() == pytest.approx(scene["sigmas"].max(), rel=1e-5)
-    # a ramp: constant gradient everywhere (a plane), unlike the real's piecewise-constant blur
-    gy, gx = np.gradient(field.astype(np.float64))
-    assert np.ptp(gy) < 1e-4 and np.ptp(gx) < 1e-4
+    assert field.max() == pytest.approx(smax, rel=1e-5)
+    # a tilted plane clamped to [0, smax]: fit the plane on the unclamped pixels by least
+    # squares, then the whole field is that plane clipped
+    free = (field > 1e-6) & (field < smax * (1 - 1e-6))
+    assert free.mean() > 0.1
+    yy, xx = np.mgrid[0 : field.shape[0], 0 : field.shape[1]].astype(np.float64)
+    design = np.stack([yy[free], xx[free], np.ones(free.sum())], axis=1)
+    coef, *_ = np.linalg.lstsq(design, field[free], rcond=None)
+    plane = coef[0] * yy + coef[1] * xx + coef[2]
+    np.testing.assert_allclose(field, np.clip(plane, 0.0, smax), atol=1e-5)
+    # it contradicts depth: the subject (one depth, sharp in the real) runs from sharp to
+    # the background's full blur
+    subject = scene["sigma"]["real"] == 0
+    assert field[subject].min() < 0.05 * smax and field[subject].max() > 0.95 * smax
 
 
 def test_pasted_region_changes_only_inside_its_mask(scene):
     real = scene["images"]["real"].astype(int)
     fake = scene["images"]["pasted_region"].astype(int)
     mask = scene["mask"].astype(bool)
-    assert 0.02 < mask.mean() < 0.4
+    assert 0.08 < mask.mean() < 0.45  # a subject-sized region
+    # at the focus depth (inside the subject, sharp in the real) yet blurred like the background
+    assert (scene["sigma"]["real"][mask] == 0).mean() > 0.95
+    assert scene["sigma"]["pasted_region"][mask].min() >= 2.0 * SIZE / 128 - 1e-6
     outside = ~ndimage.binary_dilation(mask, iterations=2)
     np.testing.assert_array_equal(fake[outside], real[outside])  # same noise, same pixels
     assert np.abs(fake[mask] - real[mask]).mean() > 5
