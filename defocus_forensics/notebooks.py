@@ -335,6 +335,9 @@ def execute_notebook(
             progress_bar=False,
             cwd=str(out_dir),
             execution_timeout=timeout,
+            # ipykernel warns on every start that a local kernel's TCP link is not
+            # encrypted; keep the kernel's own log to errors so progress stays readable
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except papermill.PapermillExecutionError as err:
         raise NotebookError(

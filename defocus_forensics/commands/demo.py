@@ -21,9 +21,10 @@ shap-gradient attributions, run every analysis, and write:
   OUT/report.html    one self-contained report
   OUT/run.json       settings, stage times
 
-Rerunning with the same settings reuses finished stages. Takes at most
-about 10 minutes on 2 CPU cores (--quick: about 2 minutes, tiny models
-whose numbers only show that the pipeline works).
+Rerunning with the same settings reuses finished stages. Takes about
+7 minutes on 2 quiet CPU cores, most of it training on 3,200 images
+(--epochs 2 halves that; --quick: under a minute, tiny models whose
+numbers only show that the pipeline works).
 
 example:
   defocus demo --quick --out runs/quick
