@@ -365,6 +365,9 @@ def main(argv=None) -> int:
         help="timm backbone of detector.models, or 'tiny' (cache.testing.TinyDetector)",
     )
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument(
+        "--dask-images", type=int, default=24, help="images extracted in figure 3 (default 24)"
+    )
     parser.add_argument("--out", default=str(ROOT / "runs" / "benchmarks"))
     args = parser.parse_args(argv)
     which = args.only or [1, 2, 3, 4]
@@ -402,7 +405,7 @@ def main(argv=None) -> int:
             flush=True,
         )
     if 3 in which:
-        r = figure3(8 if q else 24, args.backbone, args.size, 100 if q else 200)
+        r = figure3(8 if q else args.dask_images, args.backbone, args.size, 100 if q else 200)
         results["3_dask_workers"] = r
         w = r["workers"]
         print(

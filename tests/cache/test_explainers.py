@@ -224,3 +224,97 @@ def test_attribute_errors(linear):
         get_explainer("shap-gradient", model, background, n_sample=4)
     with pytest.raises(ValueError, match="one logit per sample"):
         get_explainer("shap-gradient", lambda x: x.flatten(1), background)
+
+
+class _BNNet(torch.nn.Module):
+    """Conv-BN-ReLU twice and a linear head; optionally a path around the first conv."""
+
+    def __init__(self, prefix: str = "", seed: int = 0):
+        super().__init__()
+        nn = torch.nn
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.conv1 = nn.Conv2d(1, 6, 3, padding=1, bias=False)
+            self.bn1 = nn.BatchNorm2d(6)
+            self.act1 = nn.ReLU(inplace=True)
+            self.conv2 = nn.Conv2d(6, 6, 3, stride=2, padding=1)
+            self.bn2 = nn.BatchNorm2d(6)
+            self.act2 = nn.ReLU(inplace=True)
+            self.head = nn.Linear(6, 1)
+            for bn in (self.bn1, self.bn2):
+                bn.running_mean.normal_(0, 0.3)
+                bn.running_var.uniform_(0.5, 2.0)
+                bn.weight.data.normal_(1, 0.3)
+                bn.bias.data.normal_(0, 0.3)
+        self.prefix = prefix
+
+    def classify(self, x):
+        h = x * x if self.prefix == "square" else x * 2.0 - 1.0
+        h = self.act1(self.bn1(self.conv1(h)))
+        h = self.act2(self.bn2(self.conv2(h)))
+        out = self.head(h.mean(dim=(2, 3)))
+        if self.prefix == "skip":  # the input reaches the logit around the first conv
+            out = out + 3.0 * x.mean(dim=(1, 2, 3))[:, None]
+        return out
+
+
+def _bn_data():
+    gen = torch.Generator().manual_seed(5)
+    return torch.rand((4, 1, 12, 12), generator=gen), torch.rand((3, 1, 12, 12), generator=gen)
+
+
+def test_fold_batchnorm_keeps_the_function_and_the_attributions():
+    from cache.explainers import fold_batchnorm
+
+    model = _BNNet().eval()
+    background, x = _bn_data()
+    folded, n = fold_batchnorm(model, background)
+    assert n == 2 and folded is not model
+    assert isinstance(model.bn1, torch.nn.BatchNorm2d)  # the model itself is unchanged
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(folded.classify(x), model.classify(x), rtol=1e-5, atol=1e-6)
+    ids = ["a", "b", "c"]
+    kw = {"nsamples": 32, "seed": 2}
+    a, ca = get_explainer("shap-gradient", model.classify, background, **kw).attribute(
+        x, ids, return_completeness=True
+    )
+    eb = get_explainer("shap-gradient", folded.classify, background, **kw)
+    b, cb = eb.attribute(x, ids, return_completeness=True)
+    assert eb._stem is folded.conv1  # the shortcut, now with an in-place ReLU on its output
+    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6 * float(a.abs().max()))
+    torch.testing.assert_close(cb, ca, rtol=1e-3, atol=1e-5)
+    # in training mode nothing is folded
+    assert fold_batchnorm(_BNNet().train(), background)[1] == 0
+
+
+@pytest.mark.parametrize("prefix", ["", "square", "skip"])
+@pytest.mark.parametrize("sampling", ["shap", "stratified"])
+def test_stem_shortcut_equals_the_full_backward_pass(prefix, sampling):
+    model = _BNNet(prefix).eval()
+    background, x = _bn_data()
+    ids = ["a", "b", "c"]
+    kw = {"nsamples": 24, "seed": 1, "sampling": sampling, "batch_points": 10}
+    short = get_explainer("shap-gradient", model.classify, background, **kw)
+    full = get_explainer("shap-gradient", model.classify, background, **kw)
+    full.stem_shortcut = False
+    a, b = short.attribute(x, ids), full.attribute(x, ids)
+    # used only where exact: affine map to the first conv's output, all gradient through it
+    assert (short._stem is model.conv1) == (prefix == "")
+    assert full._stem is False  # never probed
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6 * float(b.abs().max()))
+
+
+def test_fold_batchnorm_leaves_a_convolution_whose_output_is_also_used_elsewhere():
+    from cache.explainers import fold_batchnorm
+
+    class Shared(_BNNet):
+        def classify(self, x):
+            h = self.conv1(x)
+            h = self.act1(self.bn1(h) + h)  # the raw conv output is used twice
+            return self.head(h.mean(dim=(2, 3)))
+
+    model = Shared().eval()
+    background, _ = _bn_data()
+    folded, n = fold_batchnorm(model, background)
+    assert n == 0 and folded is model
