@@ -702,6 +702,10 @@ def extract(
         "software": software(),
         "batch_size": config.batch_size,
         "device": str(dev),
+        # layout and batch-norm folding change attributions only at float rounding: recorded
+        # here, not in the config, so a resumed run with other settings is not refused
+        "channels_last": bool(channels_last),
+        "fold_batchnorm": bool(fold_batchnorm),
         "created_unix": time.time(),
         **(info or {}),
     }
