@@ -302,13 +302,7 @@ def fold_batchnorm(
                 shift = shift + bn.bias.double()
             if conv.bias is not None:
                 shift = shift + conv.bias.double() * scale
-            fmt = (
-                torch.channels_last
-                if w.ndim == 4
-                and not w.is_contiguous()
-                and w.is_contiguous(memory_format=torch.channels_last)
-                else torch.contiguous_format
-            )
+            fmt = _format_of(w)
             new_w = (w.double() * scale.reshape(-1, 1, 1, 1)).to(w.dtype)
             grad = w.requires_grad
             conv.weight = nn.Parameter(new_w.contiguous(memory_format=fmt), requires_grad=grad)
