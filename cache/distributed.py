@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["run_on_dask"]
+__all__ = ["run_on_dask", "local_cluster"]
 
 
 def run_on_dask(
@@ -48,7 +48,7 @@ def run_on_dask(
         The results.
     """
     try:
-        from dask.distributed import Client, LocalCluster, as_completed
+        from dask.distributed import Client, as_completed
     except ImportError as err:  # pragma: no cover - dask is an optional dependency
         raise ValueError(
             "workers/scheduler need dask[distributed]: pip install 'defocus-forensics[dist]'"
@@ -57,30 +57,11 @@ def run_on_dask(
         return []
     if not scheduler and (isinstance(workers, bool) or int(workers) < 1):
         raise ValueError(f"workers must be at least 1 without a scheduler, got {workers!r}")
-    import dask
-
     cluster = None
     if scheduler:
         client = Client(scheduler)
     else:
-        # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers, which turns off
-        # glibc's dynamic mmap threshold: every large tensor then is a fresh mmap and page
-        # faults, and our tasks used twice the CPU of the same work in-process. Keep the
-        # one-thread settings, drop that one. The statistical profiler is not needed either.
-        environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
-        environ.pop("MALLOC_TRIM_THRESHOLD_", None)
-        settings = {
-            "distributed.worker.profile.enabled": False,
-            "distributed.nanny.pre-spawn-environ": environ,
-        }
-        with dask.config.set(settings):
-            cluster = LocalCluster(
-                n_workers=int(workers),
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                silence_logs=40,
-            )
+        cluster = local_cluster(int(workers))
         client = Client(cluster)
     results = []
     try:
@@ -98,6 +79,34 @@ def run_on_dask(
         if cluster is not None:
             cluster.close()
     return results
+
+
+def local_cluster(workers: int):
+    """Return a Dask ``LocalCluster`` of ``workers`` single-thread worker processes for extraction.
+
+    Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_=65536`` in its workers, which
+    turns off glibc's dynamic mmap threshold: every large tensor then is a
+    fresh mmap with page faults, and our tasks used twice the CPU of the same
+    work in-process. The cluster keeps the one-thread settings and drops that
+    one; the statistical profiler is off too.
+    """
+    import dask
+    from dask.distributed import LocalCluster
+
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
+    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    settings = {
+        "distributed.worker.profile.enabled": False,
+        "distributed.nanny.pre-spawn-environ": environ,
+    }
+    with dask.config.set(settings):
+        return LocalCluster(
+            n_workers=int(workers),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=40,
+        )
 
 
 def _add_path(root: str) -> None:

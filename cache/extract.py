@@ -246,6 +246,16 @@ def _features(model, x: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         return model.features(images)
 
 
+def _logits_and_features(model, x: torch.Tensor, images: torch.Tensor):
+    """Return ``(logits (B,), features (B, D))``, from one pass when the model offers it."""
+    with torch.no_grad():
+        if hasattr(model, "classify_with_features"):
+            logits, feats = model.classify_with_features(x)
+        else:
+            logits, feats = model.classify(x), _features(model, x, images)
+    return logits.reshape(len(x)), feats.reshape(len(x), -1)
+
+
 def _check_model(model, kind: str) -> None:
     if model is None:
         return
@@ -416,11 +426,9 @@ class _Job:
                 continue
             x = torch.cat([r[f"x_{kind}"] for r in chunk])
             # one sample per call: results independent of the batch composition
-            with torch.no_grad():
-                logits = torch.cat([model.classify(r[f"x_{kind}"]).reshape(1) for r in chunk])
-                feats = torch.cat(
-                    [_features(model, r[f"x_{kind}"], r["images"]).reshape(1, -1) for r in chunk]
-                )
+            pairs = [_logits_and_features(model, r[f"x_{kind}"], r["images"]) for r in chunk]
+            logits = torch.cat([p[0] for p in pairs])
+            feats = torch.cat([p[1] for p in pairs])
             attr, comp = self._explainers[kind].attribute(x, ids, return_completeness=True)
             out[f"logit_{kind}"].append(logits.float().cpu().numpy())
             out[f"features_{kind}"].append(feats.reshape(n, -1).float().cpu().numpy())

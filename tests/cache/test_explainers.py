@@ -54,11 +54,12 @@ def test_draw_points(scheme, n, m):
             np.testing.assert_array_equal(np.floor(tb * len(tb)), np.arange(len(tb)))
 
 
-def test_draw_points_shap_reproduces_shaps_generator():
-    index, t, _ = draw_points("shap", 5, 10, seed=11)
+@pytest.mark.parametrize("m", [1, 2, 3, 7, 10, 100, 12345])
+def test_draw_points_shap_reproduces_shaps_generator(m):
+    index, t, _ = draw_points("shap", 300, m, seed=11)
     np.random.seed(11)  # what shap.GradientExplainer.shap_values(..., rseed=11) does
-    for k in range(5):
-        assert index[k] == np.random.choice(10)
+    for k in range(300):
+        assert index[k] == np.random.choice(m)
         assert t[k] == np.random.uniform()
 
 
@@ -239,7 +240,7 @@ class _BNNet(torch.nn.Module):
             self.act1 = nn.ReLU(inplace=True)
             self.conv2 = nn.Conv2d(6, 6, 3, stride=2, padding=1)
             self.bn2 = nn.BatchNorm2d(6)
-            self.act2 = nn.ReLU(inplace=True)
+            self.act2 = nn.Hardswish(inplace=True)
             self.head = nn.Linear(6, 1)
             for bn in (self.bn1, self.bn2):
                 bn.running_mean.normal_(0, 0.3)
@@ -272,6 +273,9 @@ def test_fold_batchnorm_keeps_the_function_and_the_attributions():
     assert n == 2 and folded is not model
     assert isinstance(model.bn1, torch.nn.BatchNorm2d)  # the model itself is unchanged
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    # the in-place hard-swish (its gradient needs its input) is out-of-place in the copy only
+    assert model.act2.inplace and not folded.act2.inplace
+    assert folded.act1.inplace  # ReLU's gradient needs only its output: left in place
     with torch.no_grad():
         torch.testing.assert_close(folded.classify(x), model.classify(x), rtol=1e-5, atol=1e-6)
     ids = ["a", "b", "c"]
@@ -318,3 +322,34 @@ def test_fold_batchnorm_leaves_a_convolution_whose_output_is_also_used_elsewhere
     background, _ = _bn_data()
     folded, n = fold_batchnorm(model, background)
     assert n == 0 and folded is model
+
+
+def test_balanced_passes_cover_every_point_once_in_near_equal_passes():
+    from cache.explainers import _balanced_passes
+
+    for n, per_pass in [(200, 64), (200, 50), (7, 3), (1, 64), (64, 64), (65, 64), (0, 8)]:
+        passes = _balanced_passes(n, per_pass)
+        sizes = [p.stop - p.start for p in passes]
+        assert sum(sizes) == n and all(0 < s <= per_pass for s in sizes)
+        assert [p.start for p in passes] == [sum(sizes[:i]) for i in range(len(sizes))]
+        assert len(passes) == -(-n // per_pass) and (not sizes or max(sizes) - min(sizes) <= 1)
+    assert [p.stop - p.start for p in _balanced_passes(200, 64)] == [50, 50, 50, 50]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_sums_by_group_equal_a_loop_of_sums(channels_last):
+    from cache.explainers import _sums_by_group
+
+    gen = torch.Generator().manual_seed(3)
+    values = torch.randn((9, 4, 5, 6), generator=gen)
+    if channels_last:
+        values = values.contiguous(memory_format=torch.channels_last)
+    group = torch.tensor([0, 0, 2, 2, 2, 3, 3, 3, 3])  # group 1 is empty
+    out = _sums_by_group(values, group, 5)
+    want = torch.stack([values[group == j].sum(0) for j in range(5)])
+    assert out.shape == (5, 4, 5, 6)
+    assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
+    torch.testing.assert_close(out, want, rtol=1e-6, atol=1e-6)
+    assert float(out[1].abs().max()) == 0.0 and float(out[4].abs().max()) == 0.0
+    flat = _sums_by_group(values.reshape(9, -1), group, 4)  # any trailing shape
+    torch.testing.assert_close(flat, want[:4].reshape(4, -1), rtol=1e-6, atol=1e-6)

@@ -223,6 +223,25 @@ def test_two_dask_workers_write_the_same_cache(reference, tmp_path):
             np.testing.assert_array_equal(a, b)
 
 
+def _worker_env():
+    import os
+
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")
+
+
+@pytest.mark.slow
+def test_local_cluster_workers_keep_glibcs_dynamic_mmap_threshold():
+    from dask.distributed import Client
+
+    from cache.distributed import local_cluster
+
+    with local_cluster(1) as cluster, Client(cluster) as client:
+        (env,) = client.run(_worker_env).values()
+        n_threads = sum(w.nthreads for w in cluster.workers.values())
+    # the nanny's MALLOC_TRIM_THRESHOLD_ is dropped, its one-thread settings are kept
+    assert env == (None, "1") and n_threads == 1
+
+
 _KILL_SCRIPT = """
 import sys, time, torch
 torch.set_num_threads(1)

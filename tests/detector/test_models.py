@@ -85,6 +85,33 @@ def test_features_are_pooled_penultimate(images):
     torch.testing.assert_close(logits, model(images).detach(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    ("kind", "backbone"),
+    [
+        ("defocus", "resnet10t"),
+        ("rgb", "resnet10t"),
+        ("rgb", "mobilenetv3_small_050"),
+        ("defocus", "efficientnet_b0"),
+        ("fusion", "resnet10t"),
+        ("fusion", "mobilenetv3_small_050"),  # features of width head_hidden_size (1024)
+    ],
+)
+def test_classify_with_features_is_the_two_calls(images, kind, backbone):
+    torch.manual_seed(0)
+    model = build_detector(kind, backbone=backbone, image_size=SIZE).eval()
+    x = model.model_input(images)
+    with torch.no_grad():
+        logits, feats = model.classify_with_features(x)
+        torch.testing.assert_close(logits, model.classify(x), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(feats, model.features_from_input(x), rtol=0, atol=0)
+    assert logits.shape == (2, 1) and feats.shape == (2, model.num_features)
+    # training mode (dropout would be on): the two separate calls are made
+    model.train()
+    torch.manual_seed(1)
+    logits, feats = model.classify_with_features(x)
+    assert logits.shape == (2, 1) and feats.shape == (2, model.num_features)
+
+
 @pytest.mark.parametrize("rng_range", ["symmetric", "unit"])
 def test_rgb_classify_normalises_as_configured(images, rng_range):
     model = _build("rgb", rgb_input_range=rng_range)
