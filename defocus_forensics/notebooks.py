@@ -296,7 +296,8 @@ def execute_notebook(
         Where ``<name>.ipynb`` and ``<name>.html`` go; also the working folder
         of the kernel, so relative outputs of the notebook land there.
     parameters : mapping, optional
-        Values injected after the ``parameters`` cell.
+        Values injected after the ``parameters`` cell. A notebook that
+        defines ``live`` (the explorer) gets ``live=False`` unless given.
     timeout : float or None
         Per-cell timeout in seconds.
     html : bool
@@ -325,12 +326,17 @@ def execute_notebook(
     if source in (ipynb, html_path):
         raise ValueError(f"executing {source} into {out_dir} would overwrite the source")
     nb = read_notebook(source)
+    parameters = dict(parameters or {})
+    if "live" in parameter_names(source):
+        # no frontend here: widgets would only be built for nobody, and nbclient can wait
+        # forever on the messages of an ipywidgets Output (seen as a hung demo)
+        parameters.setdefault("live", False)
     start = time.perf_counter()
     try:
         papermill.execute_notebook(
             nb,
             str(ipynb),
-            parameters=dict(parameters or {}),
+            parameters=parameters,
             kernel_name=kernel_name,
             progress_bar=False,
             cwd=str(out_dir),

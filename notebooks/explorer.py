@@ -6,7 +6,8 @@
 # slider, and the sample's alignment histograms (A: `|fake - real|` mass per
 # defocus level; B: `|attribution|` mass) with its score. Open this notebook
 # in JupyterLab (it needs a live kernel for the widgets); executed by
-# papermill it shows the parameters' sample as a static figure.
+# papermill (`defocus notebooks`, `defocus demo`, which set `live = False`) it
+# shows the parameters' sample as a static figure and builds no widgets.
 # The callbacks are `defocus_forensics.explorer.Explorer` methods.
 
 # %% tags=["parameters"]
@@ -15,6 +16,7 @@ group = None  # None means the first group holding fakes
 index = 0  # sample index within the group
 threshold = 0.1  # binary-mask threshold T in (0, 1)
 bins = 20  # alignment histogram bins
+live = True  # build the interactive widgets (needs a frontend; batch runs set False)
 
 # %%
 # %matplotlib inline
@@ -44,4 +46,9 @@ explorer.figure(view)
 # ## Explore (needs a live kernel)
 
 # %%
-explorer.widget(group, index, threshold)
+if live:
+    from IPython.display import display
+
+    display(explorer.widget(group, index, threshold))
+else:
+    print("Executed without a live frontend: open this notebook in JupyterLab for the widgets.")
