@@ -327,7 +327,7 @@ def execute_notebook(
         raise ValueError(f"executing {source} into {out_dir} would overwrite the source")
     nb = read_notebook(source)
     parameters = dict(parameters or {})
-    if "live" in parameter_names(source):
+    if "live" in _parameter_names(nb):
         # no frontend here: widgets would only be built for nobody, and nbclient can wait
         # forever on the messages of an ipywidgets Output (seen as a hung demo)
         parameters.setdefault("live", False)
@@ -461,9 +461,13 @@ def execute_all(
 
 def parameter_names(source: str | Path) -> set[str]:
     """Names assigned in the cell tagged ``parameters`` of a notebook source."""
+    return _parameter_names(read_notebook(source))
+
+
+def _parameter_names(nb) -> set[str]:
+    """Names assigned in the cell tagged ``parameters`` of a read notebook."""
     import ast
 
-    nb = read_notebook(source)
     for cell in nb.cells:
         if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
             tree = ast.parse(cell.source)
