@@ -15,6 +15,8 @@ import matplotlib
 import matplotlib.colors as mcolors
 from matplotlib.figure import Figure
 
+from safeio import atomic_path
+
 __all__ = [
     "OKABE_ITO",
     "SEQUENTIAL_CMAP",
@@ -146,7 +148,8 @@ def save_figure(fig: Figure, path_stem, formats: Sequence[str] = ("pdf", "png"),
     with publication_style():
         for fmt in formats:
             path = stem.with_name(stem.name + "." + fmt)
-            fig.savefig(path, format=fmt, dpi=dpi, bbox_inches="tight")
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
             out.append(path)
     return out
 

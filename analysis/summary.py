@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.masks import PAPER_THRESHOLDS
+from safeio import atomic_write_text
 
 __all__ = ["COLUMNS", "summarise_cache", "summary_frames", "write_summary"]
 
@@ -301,12 +302,12 @@ def write_summary(df: pd.DataFrame, out_dir, stem: str = "summary") -> dict[str,
     out.mkdir(parents=True, exist_ok=True)
     csv = out / f"{stem}.csv"
     md = out / f"{stem}.md"
-    pd.DataFrame(df)[COLUMNS].to_csv(csv, index=False)
+    atomic_write_text(csv, pd.DataFrame(df)[COLUMNS].to_csv(index=False))
     parts = ["# Analysis summary", ""]
     for name, sub in pd.DataFrame(df).groupby("analysis", sort=False):
         sub = sub[COLUMNS[1:]]
         # a column empty throughout a section (e.g. "model" for masks) is left out
         keep = [c for c in sub.columns if c == "value" or sub[c].astype(str).str.len().gt(0).any()]
         parts += [f"## {name}", "", _markdown_table(sub[keep]), ""]
-    md.write_text("\n".join(parts))
+    atomic_write_text(md, "\n".join(parts))
     return {"csv": csv, "markdown": md}

@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from cache.errors import (
     PickledArrayError,
 )
 from cache.schema import FIELDS, FORMAT_NAME, FORMAT_VERSION, REQUIRED_FIELDS, validate_arrays
+from safeio import atomic_write_bytes
 
 __all__ = [
     "Cache",
@@ -129,28 +129,6 @@ def config_differences(a, b, prefix: str = "") -> list[str]:
 def _short(value, limit: int = 80) -> str:
     text = json.dumps(value, sort_keys=True)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename durable where the OS allows it
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -275,7 +253,7 @@ def _write_manifest(folder: Path, manifest: dict) -> None:
         key=lambda f: (f.get("group", ""), f["id"]),
     )
     text = json.dumps(manifest, indent=1, sort_keys=False, default=_jsonable)
-    _atomic_write_bytes(folder / MANIFEST, (text + "\n").encode())
+    atomic_write_bytes(folder / MANIFEST, (text + "\n").encode())
 
 
 def _new_manifest(config: dict, info: dict) -> dict:
@@ -438,7 +416,7 @@ class CacheWriter:
         entry = {"name": name, "group": group, "file": None, "n_samples": 0, "failed": failed}
         if arrays is not None:
             rel = f"{SHARD_DIR}/{name}.npz"
-            _atomic_write_bytes(self.path / rel, data)
+            atomic_write_bytes(self.path / rel, data)
             entry.update(
                 file=rel,
                 n_samples=int(len(clean["id"])),

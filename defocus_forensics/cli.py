@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -27,14 +29,17 @@ from defocus_forensics import __version__
 #: Subcommands in the order ``--help`` lists them (pipeline order).
 COMMANDS: tuple[str, ...] = (
     "demo",
+    "prepare",
     "make-data",
     "estimate",
+    "import-checkpoint",
     "train",
     "evaluate",
     "extract",
     "inspect",
     "verify",
     "import-legacy",
+    "sanity",
     "figures",
     "notebooks",
     "report",
@@ -93,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``defocus`` command line and return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _setup_logging()
     if not hasattr(args, "_run"):
         parser.print_help()
         return 2
@@ -101,6 +107,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        if not _is_user_error(err) or os.environ.get("DEFOCUS_TRACEBACK"):
+            raise
+        print(f"defocus {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+
+
+class _LowercaseLevel(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).replace(record.levelname, record.levelname.lower(), 1)
+
+
+def _setup_logging() -> None:
+    """Send the toolkit's warnings to stderr as ``defocus: warning: ...`` lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LowercaseLevel("defocus: %(levelname)s: %(message)s"))
+    for name in ("analysis", "cache", "defocus_forensics", "detector"):
+        log = logging.getLogger(name)
+        if not log.handlers:
+            log.addHandler(handler)
+        log.setLevel(logging.WARNING)
+
+
+def _is_user_error(err: BaseException) -> bool:
+    """Whether ``err`` is something a user can cause and fix (bad value, path, file, size).
+
+    Such errors end the command with one line and exit status 2 instead of a
+    traceback (set ``DEFOCUS_TRACEBACK=1`` to see it). Every typed error of
+    the toolkit derives from one of these classes.
+    """
+    if isinstance(err, (ValueError, OSError, MemoryError)):
+        return True
+    errors = sys.modules.get("cache.errors")  # imported only if the command used a cache
+    return errors is not None and isinstance(err, errors.CacheError)
+
+
+def _one_line(err: BaseException) -> str:
+    if isinstance(err, MemoryError):
+        return "out of memory" + (f": {err}" if str(err) else "; try smaller sizes or batches")
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, OSError) and err.filename and os.fspath(err.filename) not in text:
+        text = f"{text}: {err.filename}"
+    return text
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -45,6 +45,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from safeio import atomic_write_json
+
 __all__ = ["FULL", "QUICK", "DemoConfig", "DemoResult", "format_closing_summary", "run_demo"]
 
 #: Settings of the full demo (about 7 minutes on 2 quiet CPU cores).
@@ -148,7 +150,8 @@ class DemoConfig:
     progress: bool = True
 
     def __post_init__(self):
-        object.__setattr__(self, "out", Path(self.out))
+        # absolute at once: a later change of the working folder cannot redirect the writes
+        object.__setattr__(self, "out", Path(self.out).expanduser().absolute())
         preset = QUICK if self.quick else FULL
         for key, value in preset.items():
             if getattr(self, key) is None:
@@ -236,9 +239,7 @@ def _finite(value: Any) -> Any:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_finite(obj), indent=2, default=str))
-    tmp.replace(path)
+    atomic_write_json(path, _finite(obj), default=str)
 
 
 class _Stages:
@@ -444,6 +445,17 @@ def format_closing_summary(result: DemoResult) -> str:
     return "\n".join(lines)
 
 
+#: Import names the notebook stage needs (all core dependencies of the package).
+NOTEBOOK_PACKAGES = ("papermill", "nbclient", "nbformat", "ipykernel", "jupytext", "nbconvert")
+
+
+def missing_notebook_packages() -> list[str]:
+    """Return those of :data:`NOTEBOOK_PACKAGES` that cannot be imported here."""
+    from importlib.util import find_spec
+
+    return [name for name in NOTEBOOK_PACKAGES if find_spec(name) is None]
+
+
 def run_demo(config: DemoConfig | None = None, log: Callable[[str], None] | None = None):
     """Run the main job (see the module docstring for the stages and the layout).
 
@@ -473,6 +485,12 @@ def run_demo(config: DemoConfig | None = None, log: Callable[[str], None] | None
     from detector.data import SyntheticDoF
 
     config = config or DemoConfig()
+    missing = missing_notebook_packages() if config.notebooks else []
+    if missing:  # say so before minutes of training, not at the end
+        raise ValueError(
+            f"the demo executes the notebooks, which needs {', '.join(missing)}: "
+            f"pip install {' '.join(missing)} (or run with --no-notebooks)"
+        )
     if log is None:
         log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if config.progress else None
         log = log or (lambda msg: None)

@@ -27,12 +27,13 @@ Figure types (file stems):
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from safeio import atomic_write_json
 
 __all__ = [
     "FIGURE_TYPES",
@@ -526,7 +527,5 @@ def draw_figures(
         "formats": formats,
         "figures": entries,
     }
-    tmp = out_dir / "figures_manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2))
-    tmp.replace(out_dir / "figures_manifest.json")
+    atomic_write_json(out_dir / "figures_manifest.json", manifest)
     return manifest

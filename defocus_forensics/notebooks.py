@@ -17,11 +17,15 @@ Examples
 from __future__ import annotations
 
 import json
+import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from safeio import atomic_write_text
 
 __all__ = [
     "NOTEBOOKS_DIR",
@@ -40,8 +44,22 @@ __all__ = [
     "read_notebook",
 ]
 
-#: Where the source notebooks live (``notebooks/`` of the source tree).
-NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+
+def _notebooks_dir() -> Path:
+    """Return the notebook sources: ``notebooks/`` of a checkout, else the installed copy."""
+    checkout = Path(__file__).resolve().parents[1] / "notebooks"
+    if (checkout / "jupytext.toml").is_file():
+        return checkout
+    from importlib.util import find_spec
+
+    # a folder without __init__.py: a namespace package, whose one location is the folder
+    spec = find_spec("defocus_forensics.notebook_sources")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    return Path(locations[0]) if locations else checkout
+
+
+#: Where the source notebooks live (``notebooks/`` of the source tree, or the installed copy).
+NOTEBOOKS_DIR = _notebooks_dir()
 
 #: Execution order: the overview first, the explorer last.
 ORDER = ("overview", "masks", "variance", "embedding", "alignment", "localisation", "explorer")
@@ -258,7 +276,7 @@ def render_html(ipynb: str | Path, html_path: str | Path) -> Path:
     nb = nbformat.read(str(ipynb), as_version=4)
     body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
     html_path = Path(html_path)
-    html_path.write_text(body, encoding="utf-8")
+    atomic_write_text(html_path, body)
     return html_path
 
 
@@ -275,6 +293,57 @@ def _cell_error(nb_path: Path) -> str:
             if output.get("output_type") == "error":
                 return f"{output.get('ename')}: {output.get('evalue')}"
     return "unknown error"
+
+
+class _MemoryIO:
+    """A papermill I/O handler that keeps executed notebooks in memory until they are saved.
+
+    papermill's own local-file handler wraps every save in ``os.chdir``, which changes the
+    working folder of the whole process — unsafe while notebooks run in threads. Notebooks
+    are written here to ``defocus-memory://`` paths and saved to disk atomically by
+    :meth:`save`.
+    """
+
+    PREFIX = "defocus-memory://"
+    _store: dict[str, str] = {}
+    _lock = threading.Lock()
+    _registered = False
+
+    @classmethod
+    def new_path(cls, name: str) -> str:
+        with cls._lock:
+            if not cls._registered:
+                from papermill.iorw import papermill_io
+
+                papermill_io.register(cls.PREFIX, cls)
+                cls._registered = True
+        return f"{cls.PREFIX}{uuid.uuid4().hex}/{name}"
+
+    @classmethod
+    def write(cls, buf: str, path: str) -> None:
+        with cls._lock:
+            cls._store[path] = buf
+
+    @classmethod
+    def read(cls, path: str) -> str:
+        with cls._lock:
+            return cls._store[path]
+
+    @classmethod
+    def listdir(cls, path: str) -> list[str]:
+        return []
+
+    @classmethod
+    def pretty_path(cls, path: str) -> str:
+        return path
+
+    @classmethod
+    def save(cls, path: str, target: Path) -> None:
+        """Write the notebook held at ``path`` (if any) to ``target`` atomically and forget it."""
+        with cls._lock:
+            buf = cls._store.pop(path, None)
+        if buf is not None:
+            atomic_write_text(target, buf)
 
 
 def execute_notebook(
@@ -332,28 +401,35 @@ def execute_notebook(
         # forever on the messages of an ipywidgets Output (seen as a hung demo)
         parameters.setdefault("live", False)
     start = time.perf_counter()
+    memory_path = _MemoryIO.new_path(ipynb.name)
     try:
         papermill.execute_notebook(
             nb,
-            str(ipynb),
+            memory_path,
             parameters=parameters,
             kernel_name=kernel_name,
             progress_bar=False,
-            cwd=str(out_dir),
+            # never papermill's ``cwd=``: it is a process-wide os.chdir, and with notebooks
+            # run in threads one of them could leave the whole process in another folder;
+            # nbclient starts the kernel in this folder instead
+            resources={"metadata": {"path": str(out_dir)}},
             execution_timeout=timeout,
             # ipykernel warns on every start that a local kernel's TCP link is not
             # encrypted; keep the kernel's own log to errors so progress stays readable
             extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except papermill.PapermillExecutionError as err:
+        _MemoryIO.save(memory_path, ipynb)  # the executed copy, with its traceback
         raise NotebookError(
             f"notebook {source.name} failed in cell {err.exec_count}: {err.ename}: {err.evalue} "
             f"(executed copy with the traceback: {ipynb})"
         ) from None
     except Exception as err:  # timeouts, dead kernels
+        _MemoryIO.save(memory_path, ipynb)
         raise NotebookError(
             f"notebook {source.name} failed: {type(err).__name__}: {err} ({_cell_error(ipynb)})"
         ) from err
+    _MemoryIO.save(memory_path, ipynb)
     seconds = time.perf_counter() - start
     rendered = render_html(ipynb, html_path) if html else None
     return ExecutedNotebook(source.stem, source, ipynb, rendered, seconds)

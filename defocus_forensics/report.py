@@ -22,12 +22,18 @@ the report also works on a folder made by ``defocus figures`` alone.
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from safeio import atomic_write_text, check_output_file
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "ReportFigure",
@@ -72,6 +78,8 @@ class ReportInputs:
     fingerprints: dict[str, Any] = field(default_factory=dict)
     notebooks: list[Path] = field(default_factory=list)
     run: dict[str, Any] = field(default_factory=dict)
+    #: Problems a reader must know of (missing cache, figures of another cache), shown on top.
+    warnings: list[str] = field(default_factory=list)
 
 
 def _read_json(path: Path) -> Any:
@@ -122,13 +130,19 @@ def load_run(
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder not found: {run_dir}")
+    if figures_dir is not None and not Path(figures_dir).is_dir():
+        raise FileNotFoundError(f"figures folder not found: {figures_dir}")
+    if cache_dir is not None and not (Path(cache_dir) / "manifest.json").is_file():
+        raise FileNotFoundError(f"no cache at {cache_dir} (no manifest.json)")
     figures_dir = Path(figures_dir) if figures_dir is not None else run_dir / "figures"
     cache_dir = Path(cache_dir) if cache_dir is not None else run_dir / "cache"
+    figures_cache_sha = None
     inputs = ReportInputs(title=f"defocus-forensics run: {run_dir.resolve().name}")
 
     manifest_path = figures_dir / "figures_manifest.json"
     if manifest_path.is_file():
         manifest = _read_json(manifest_path)
+        figures_cache_sha = manifest.get("cache_manifest_sha256")
         for entry in manifest.get("figures", []):
             png = entry.get("png") or entry.get("files", {}).get("png")
             if not png:
@@ -158,6 +172,18 @@ def load_run(
         manifest = _read_json(cache_manifest)
         inputs.config = {k: v for k, v in manifest.items() if k != "shards"}
         inputs.fingerprints = _fingerprints(manifest)
+        sha = hashlib.sha256(cache_manifest.read_bytes()).hexdigest()
+        if figures_cache_sha is not None and figures_cache_sha != sha:
+            inputs.warnings.append(
+                f"the figures in {figures_dir} were drawn from another cache than {cache_dir} "
+                f"(manifest sha256 {figures_cache_sha[:12]} vs {sha[:12]}): the figures and the "
+                "config/fingerprints below do not describe the same run"
+            )
+    else:
+        inputs.warnings.append(
+            f"no cache at {cache_dir}: this report has no extraction config or fingerprints "
+            "(pass --cache DIR)"
+        )
     notebooks_dir = run_dir / "notebooks"
     if notebooks_dir.is_dir():
         inputs.notebooks = sorted(notebooks_dir.glob("*.html"))
@@ -263,6 +289,7 @@ td { font-family: ui-monospace, monospace; word-break: break-all; }
 figure { margin: 1em 0 2em; } figure img { max-width: min(100%, 960px); border: 1px solid #eee; }
 figcaption { font-size: .9em; color: #555; }
 nav a { margin-right: 1em; } .muted { color: #777; font-size: .9em; }
+.warning { background: #fff4e5; border-left: 4px solid #e69f00; padding: .6em .8em; }
 details pre { background: #f8f8f8; padding: .8em; overflow-x: auto; font-size: .85em; }
 """
 
@@ -302,6 +329,8 @@ def render_report(inputs: ReportInputs, report_dir: str | Path, *, inline: bool 
     nav += [f'<a href="#sec-{html.escape(s)}">{html.escape(s)}</a>' for s in sections]
     nav += ['<a href="#config">config</a>', '<a href="#fingerprints">fingerprints</a>']
     parts.append("<nav>" + " ".join(nav) + "</nav>")
+    for warning in inputs.warnings:
+        parts.append(f'<p class="warning"><strong>Warning:</strong> {html.escape(warning)}</p>')
 
     parts.append('<h2 id="summary">Summary</h2>')
     headline = inputs.summary.get("headline") if isinstance(inputs.summary, dict) else None
@@ -408,11 +437,10 @@ def build_report(
     Path
         The report written.
     """
+    out = check_output_file(out if out is not None else Path(run_dir) / "report.html")
     inputs = load_run(run_dir, figures_dir=figures_dir, cache_dir=cache_dir)
-    out = Path(out) if out is not None else Path(run_dir) / "report.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    for warning in inputs.warnings:
+        logger.warning(warning)
     text = render_report(inputs, out.parent, inline=inline)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    atomic_write_text(out, text)
     return out

@@ -31,6 +31,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from safeio import atomic_path, atomic_write
+
 __all__ = [
     "FORMAT",
     "Checkpoint",
@@ -114,7 +116,6 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, **extra: Any) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     config = dict(getattr(model, "config", {}) or {})
-    tmp = path.with_name(path.name + ".tmp")
     if _is_safetensors(path):
         from safetensors.torch import save_file
 
@@ -130,7 +131,8 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, **extra: Any) -> 
             raise ValueError(
                 f"safetensors checkpoints hold JSON-serialisable extras only: {err}"
             ) from err
-        save_file(state, str(tmp), metadata=meta)
+        with atomic_path(path) as tmp:
+            save_file(state, str(tmp), metadata=meta)
     else:
         payload = {
             "format": FORMAT,
@@ -140,11 +142,8 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, **extra: Any) -> 
             "versions": _versions(),
             "extra": extra,
         }
-        with open(tmp, "wb") as fh:
+        with atomic_write(path, "wb") as fh:
             torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-    os.replace(tmp, path)
     return path
 
 

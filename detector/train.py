@@ -14,7 +14,6 @@ with their paths and reasons in the metrics (``n_skipped``, ``skipped``).
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import time
@@ -32,6 +31,7 @@ from detector.checkpoints import load_checkpoint, read_checkpoint, save_checkpoi
 from detector.data import collate_samples
 from detector.device import resolve_device
 from detector.metrics import binary_metrics
+from safeio import atomic_write, atomic_write_json
 
 __all__ = ["TrainResult", "evaluate", "predict", "seed_everything", "train"]
 
@@ -66,9 +66,7 @@ def _json_safe(obj: Any) -> Any:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_json_safe(obj), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, _json_safe(obj), allow_nan=False)
 
 
 class _InputCache:
@@ -509,10 +507,8 @@ def _write_history(path: Path, rows: list[dict[str, Any]]) -> None:
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r if k not in keys]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_write(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         for r in rows:
             w.writerow({k: ("" if v is None else v) for k, v in _json_safe(r).items()})
-    os.replace(tmp, path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +29,8 @@ def test_config_presets_and_validation():
         DemoConfig(seed=-1)
     with pytest.raises(ValueError, match="image_size must be an integer >= 32, got 16"):
         DemoConfig(image_size=16)
-    assert "out" not in quick.settings() and quick.to_dict()["out"] == "runs/demo"
+    assert "out" not in quick.settings()
+    assert quick.to_dict()["out"] == str(Path.cwd() / "runs" / "demo")  # absolute at once
 
 
 def test_demo_refuses_a_folder_with_other_settings(tmp_path, capsys):
@@ -123,3 +125,18 @@ def test_rerun_reuses_finished_stages(demo_run):
         assert status[stage] == "reused", status
     assert again.headline == demo_run.headline
     assert np.isfinite(again.seconds)
+
+
+def test_demo_stops_before_training_without_the_notebook_packages(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "papermill" else real(name, *a),
+    )
+    assert main(["demo", "--quick", "--out", str(tmp_path / "d"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install papermill" in err and "--no-notebooks" in err
+    assert not (tmp_path / "d" / "models").exists()  # nothing trained

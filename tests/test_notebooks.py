@@ -162,3 +162,37 @@ def test_notebooks_cli_with_parameters_never_touches_sources(demo_run, tmp_path,
     assert code == 1
     assert "threshold must be in (0, 1), got 1.5" in capsys.readouterr().err
     assert _sources_digest() == before
+
+
+@pytest.mark.slow
+def test_notebooks_in_threads_never_change_the_working_folder(demo_run, tmp_path, monkeypatch):
+    """papermill's ``cwd=`` is a process-wide os.chdir: with two notebooks in threads one
+    could leave the whole process in OUT/notebooks, and the demo's next relative write
+    failed (seen as FileNotFoundError 'runs/demo/run.json.tmp')."""
+    import os
+    import threading
+
+    from defocus_forensics.notebooks import execute_all
+
+    monkeypatch.chdir(tmp_path)
+    calls = []
+    real_chdir = os.chdir
+
+    def spy(path):
+        calls.append((threading.current_thread().name, os.fspath(path)))
+        real_chdir(path)
+
+    monkeypatch.setattr(os, "chdir", spy)
+    results = execute_all(demo_run.out / "cache", "rel/nb", names=["overview", "masks"],
+                          workers=2, html=False, progress=False)  # fmt: skip
+    assert calls == [] and os.getcwd() == str(tmp_path)
+    assert [r.ipynb for r in results] == [tmp_path / "rel/nb/overview.ipynb",
+                                          tmp_path / "rel/nb/masks.ipynb"]  # fmt: skip
+    assert all(r.ipynb.is_file() for r in results)
+    # the kernel still runs in the output folder (what cwd= was for): a relative
+    # output_dir of the notebook lands there
+    from defocus_forensics.notebooks import NOTEBOOKS_DIR, execute_notebook
+
+    params = {"cache_path": str(demo_run.out / "cache"), "output_dir": "inner"}
+    execute_notebook(NOTEBOOKS_DIR / "overview.py", "rel/one", params, html=False)
+    assert (tmp_path / "rel/one/inner/summary.csv").is_file() and calls == []

@@ -48,8 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the demo and print the closing summary."""
     from defocus_forensics.demo import DemoConfig, format_closing_summary, run_demo
+    from safeio import check_output_dir
 
     try:
+        # absolute from here on: nothing later depends on the working folder
+        args.out = check_output_dir(args.out)
         from detector.device import resolve_device
 
         resolve_device(args.device)

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from safeio import atomic_path, atomic_write, atomic_write_json
+
 HELP = "write the defocus map (16-bit PNG or .npy) and a preview of each image"
 
 DESCRIPTION = """\
@@ -190,19 +192,22 @@ def run(args: argparse.Namespace) -> int:
         record = {"input": str(path), "height": image.shape[0], "width": image.shape[1]}
         if args.format == "npy":
             map_path = target.with_name(target.name + "_defocus.npy")
-            np.save(map_path, dmap.astype(np.float32))
+            with atomic_write(map_path, "wb") as fh:
+                np.save(fh, dmap.astype(np.float32))
         else:
             map_path = target.with_name(target.name + "_defocus.png")
             q = np.round(np.clip(dmap, 0.0, config.max_blur) / scale).astype(np.uint16)
             info = PngImagePlugin.PngInfo()
             info.add_text("defocus_scale", repr(scale))
             info.add_text("defocus_config", json.dumps(config.to_dict()))
-            Image.fromarray(q).save(map_path, pnginfo=info)
+            with atomic_path(map_path) as tmp:
+                Image.fromarray(q).save(tmp, pnginfo=info)
         record["map"] = str(map_path)
         if not args.no_preview:
             preview_path = target.with_name(target.name + "_preview.png")
             vmax = max(float(np.percentile(dmap, 99.5)), 1e-6)
-            Image.fromarray(_preview(image, dmap, vmax)).save(preview_path)
+            with atomic_path(preview_path) as tmp:
+                Image.fromarray(_preview(image, dmap, vmax)).save(tmp)
             record["preview"] = str(preview_path)
         written.append(record)
 
@@ -213,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
         "written": written,
         "skipped": skipped,
     }
-    (out / "estimate.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_json(out / "estimate.json", summary)
     print(f"wrote {len(written)} map(s) to {out}; skipped {len(skipped)}", file=sys.stderr)
     if not written:
         return 2

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from defocus_forensics.commands.train import add_data_arguments, add_model_arguments
+from safeio import atomic_write, atomic_write_json
 
 HELP = "evaluate a detector checkpoint (accuracy, AUC, AP, EER, video AUC)"
 
@@ -106,13 +107,13 @@ def run(args: argparse.Namespace) -> int:
         "data": ds.describe() if hasattr(ds, "describe") else {"n": len(ds)},
         "metrics": metrics,
     }
-    (out / "metrics.json").write_text(json.dumps(_json_safe(report), indent=2) + "\n")
+    atomic_write_json(out / "metrics.json", _json_safe(report))
     rows = _csv_rows(_json_safe(metrics))
-    with open(out / "metrics.csv", "w", newline="") as fh:
+    with atomic_write(out / "metrics.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    with open(out / "predictions.csv", "w", newline="") as fh:
+    with atomic_write(out / "predictions.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=["id", "group", "label", "logit"])
         w.writeheader()
         w.writerows(preds)

@@ -50,8 +50,10 @@ def run(args: argparse.Namespace) -> int:
     """Draw the figures; exit status 2 on a missing or unreadable cache or bad settings."""
     from cache import CacheError, open_cache
     from defocus_forensics.figures import FigureParams, draw_figures
+    from safeio import check_output_dir
 
     try:
+        args.out = check_output_dir(args.out)
         params = FigureParams(
             gallery_threshold=args.threshold,
             window=args.window,

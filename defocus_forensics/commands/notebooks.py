@@ -62,7 +62,10 @@ def run(args: argparse.Namespace) -> int:
                   f"known: {', '.join(sorted(known))}", file=sys.stderr)  # fmt: skip
             return 2
         params[name] = parse_parameter(value)
+    from safeio import check_output_dir
+
     try:
+        args.out = check_output_dir(args.out)
         results = execute_all(args.cache, args.out, params, names=args.only,
                               timeout=args.timeout, html=not args.no_html,
                               progress=not args.quiet)  # fmt: skip

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from detector.data._base import ImageDataset, Sample, list_images
+from safeio import atomic_write
 
 __all__ = ["INDEX_COLUMNS", "RealFakeFolders", "write_index"]
 
@@ -27,13 +28,11 @@ INDEX_COLUMNS: tuple[str, ...] = (
 def write_index(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
     """Write an index CSV (columns :data:`INDEX_COLUMNS`; missing values empty)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_write(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=INDEX_COLUMNS, extrasaction="ignore")
         w.writeheader()
         for row in rows:
             w.writerow({k: row.get(k, "") for k in INDEX_COLUMNS})
-    os.replace(tmp, path)
     return path
 
 

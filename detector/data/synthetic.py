@@ -60,6 +60,7 @@ from torch.utils.data import Dataset
 
 from detector.data._base import Sample
 from detector.thin_lens import Layer, gaussian_blur, render_layers, sigma_from_depth
+from safeio import atomic_path, atomic_write_json
 
 __all__ = ["FAKE_GROUPS", "GROUPS", "SyntheticDoF", "photo_bank", "write_synthetic"]
 
@@ -438,8 +439,6 @@ def write_synthetic(
     pathlib.Path
         The index CSV.
     """
-    import json
-
     from PIL import Image
     from tqdm.auto import tqdm
 
@@ -464,12 +463,14 @@ def write_synthetic(
         (out / sub).mkdir(parents=True, exist_ok=True)
         rel = sub / f"{rec.id}.png"
         img = (item["image"].numpy().transpose(1, 2, 0) * 255.0).round().astype(np.uint8)
-        Image.fromarray(img).save(out / rel)
+        with atomic_path(out / rel) as tmp:
+            Image.fromarray(img).save(tmp)
         mask_rel = ""
         if rec.group == "pasted_region":
             (out / "masks").mkdir(parents=True, exist_ok=True)
             mask_rel = f"masks/{rec.id}.png"
-            Image.fromarray((item["mask"][0].numpy() * 255).astype(np.uint8)).save(out / mask_rel)
+            with atomic_path(out / mask_rel) as tmp:
+                Image.fromarray((item["mask"][0].numpy() * 255).astype(np.uint8)).save(tmp)
         scene = i // 2
         split = "train" if scene < cut1 else ("val" if scene < cut2 else "test")
         rows.append(
@@ -480,7 +481,5 @@ def write_synthetic(
                 "split": split,
             }
         )
-    (out / "dataset.json").write_text(
-        json.dumps({**ds.describe(), "fractions": list(fractions)}, indent=2) + "\n"
-    )
+    atomic_write_json(out / "dataset.json", {**ds.describe(), "fractions": list(fractions)})
     return write_index(out / "index.csv", rows)
