@@ -24,7 +24,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from defocus_forensics import __version__
+from defocus_forensics import __version__, logs
 
 #: Subcommands in the order ``--help`` lists them (pipeline order).
 COMMANDS: tuple[str, ...] = (
@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(p)
+        p.add_argument("-v", "--verbose", action="count", default=0,
+                       help="progress messages on stderr (-vv: debugging detail); "
+                       "OUT/defocus.log always gets everything")  # fmt: skip
         p.set_defaults(_run=module.run)
     return parser
 
@@ -98,36 +101,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``defocus`` command line and return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging()
     if not hasattr(args, "_run"):
         parser.print_help()
         return 2
+    command = ["defocus", *(sys.argv[1:] if argv is None else argv)]
+    logs.configure_console(getattr(args, "verbose", 0), command=command)
+    log = logging.getLogger("defocus_forensics")
     try:
-        return int(args._run(args) or 0)
+        status = int(args._run(args) or 0)
+        log.debug("exit status %d", status)
+        return status
     except KeyboardInterrupt:
+        log.debug("interrupted", exc_info=True)
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as err:
+        # the run folder's log keeps the traceback that the console shows in one line
+        log.debug("failed: %s", type(err).__name__, exc_info=True)
         if not _is_user_error(err) or os.environ.get("DEFOCUS_TRACEBACK"):
             raise
         print(f"defocus {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
-
-
-class _LowercaseLevel(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return super().format(record).replace(record.levelname, record.levelname.lower(), 1)
-
-
-def _setup_logging() -> None:
-    """Send the toolkit's warnings to stderr as ``defocus: warning: ...`` lines."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_LowercaseLevel("defocus: %(levelname)s: %(message)s"))
-    for name in ("analysis", "cache", "defocus_forensics", "detector"):
-        log = logging.getLogger(name)
-        if not log.handlers:
-            log.addHandler(handler)
-        log.setLevel(logging.WARNING)
+    finally:
+        logs.close_run_logs()
 
 
 def _is_user_error(err: BaseException) -> bool:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import sys
 import time
@@ -46,6 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from safeio import atomic_write_json
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["FULL", "QUICK", "DemoConfig", "DemoResult", "format_closing_summary", "run_demo"]
 
@@ -492,8 +495,13 @@ def run_demo(config: DemoConfig | None = None, log: Callable[[str], None] | None
             f"pip install {' '.join(missing)} (or run with --no-notebooks)"
         )
     if log is None:
-        log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if config.progress else None
-        log = log or (lambda msg: None)
+        show = config.progress
+
+        def log(msg: str) -> None:
+            logger.debug(msg)  # the run folder's defocus.log
+            if show:
+                print(msg, file=sys.stderr, flush=True)
+
     t0 = time.perf_counter()
     out = config.out
     out.mkdir(parents=True, exist_ok=True)

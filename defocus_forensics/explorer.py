@@ -363,11 +363,13 @@ class Explorer:
             ("RGB model Σ|attr|", view.attr_rgb, SEQUENTIAL_CMAP),
             (f"|fake - real| > {view.threshold:g}", view.mask, "gray"),
         ]
-        if view.truth is not None and view.truth.any():
-            panels.append(("ground-truth mask", view.truth, "gray"))
-        n_hist = max(1, len(view.alignment))
+        # always the same six panels and two histogram slots, so the layout never jumps
+        # while one browses samples (an absent ground truth is an "n/a" panel)
+        has_truth = view.truth is not None and view.truth.any()
+        panels.append(("ground-truth mask", view.truth if has_truth else None, "gray"))
+        n_hist = max(2, len(view.alignment))
         with publication_style():
-            fig = figure(2.2 * max(len(panels), 2 * n_hist), 4.8)
+            fig = figure(2.2 * len(panels), 4.8)
             top_fig, bottom_fig = fig.subfigures(2, 1, height_ratios=[1.0, 1.1])
             top = top_fig.add_gridspec(1, len(panels))
             bottom = bottom_fig.add_gridspec(1, n_hist)
@@ -396,7 +398,7 @@ class Explorer:
                 ax.set_xlabel("defocus level of the fake map")
                 ax.set_xlim(0, 1)
                 ax.legend(fontsize=7)
-            fig.suptitle(f"{view.id} ({view.group})", fontsize=10)
+            fig.suptitle(_short_id(view.id) + f" ({view.group})", fontsize=10)
         return fig
 
     # -- widgets --------------------------------------------------------------------
@@ -451,15 +453,23 @@ class Explorer:
 
         group = group if group is not None else self.default_group()
         self.view(group, index, threshold)  # validates the initial choices
-        group_w = widgets.Dropdown(options=self.groups(), value=group, description="group")
+        # labels never cut off; the sample list wide enough for long ids
+        style = {"description_width": "initial"}
+        group_w = widgets.Dropdown(options=self.groups(), value=group, description="group",
+                                   style=style, layout=widgets.Layout(width="16em"))  # fmt: skip
         sample_w = widgets.Dropdown(
-            options=self.sample_options(group), value=index, description="sample"
-        )
+            options=self.sample_options(group), value=index, description="sample",
+            style=style, layout=widgets.Layout(width="34em"),
+        )  # fmt: skip
+        # redraw when the slider is released, not at every step of a drag (~0.5 s a figure)
         thr_w = widgets.FloatLogSlider(
-            value=threshold, base=10, min=-4, max=-0.1, step=0.05, description="threshold T"
-        )
-        text = widgets.HTML()
-        out = widgets.Output()
+            value=threshold, base=10, min=-4, max=-0.1, step=0.05, description="threshold T",
+            continuous_update=False, readout_format=".1e", style=style,
+            layout=widgets.Layout(width="26em"),
+        )  # fmt: skip
+        text = widgets.HTML(layout=widgets.Layout(min_height="3em"))
+        # a fixed height: the page does not jump when a figure is replaced
+        out = widgets.Output(layout=widgets.Layout(min_height="520px"))
 
         def redraw(_change=None):
             view, description = self.on_change(group_w.value, sample_w.value, thr_w.value)
@@ -480,8 +490,15 @@ class Explorer:
         sample_w.observe(redraw, "value")
         thr_w.observe(redraw, "value")
         redraw()
-        box = widgets.VBox([widgets.HBox([group_w, sample_w, thr_w]), text, out])
+        controls = widgets.HBox([group_w, sample_w, thr_w],
+                                layout=widgets.Layout(flex_flow="row wrap"))  # fmt: skip
+        box = widgets.VBox([controls, text, out])
         return ExplorerWidgets(box, group_w, sample_w, thr_w, text, out)
+
+
+def _short_id(sample_id: str, limit: int = 48) -> str:
+    """Shorten a long sample id for a title, keeping its informative end."""
+    return sample_id if len(sample_id) <= limit else "…" + sample_id[-(limit - 1) :]
 
 
 @dataclass

@@ -437,6 +437,8 @@ def build_report(
     Path
         The report written.
     """
+    if not Path(run_dir).is_dir():
+        raise FileNotFoundError(f"run folder not found: {run_dir}")
     out = check_output_file(out if out is not None else Path(run_dir) / "report.html")
     inputs = load_run(run_dir, figures_dir=figures_dir, cache_dir=cache_dir)
     for warning in inputs.warnings:

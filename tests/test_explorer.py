@@ -169,3 +169,29 @@ def test_widget_callbacks_without_a_browser(cache):
     assert [i for _, i in w.sample.options] == [0, 1, 2, 3]
     assert ex.last_view.group == "real" and ex.last_view.index == 0
     assert "a real sample" in w.text.value
+
+
+def test_layout_is_stable_across_samples(cache):
+    """The figure keeps its size and panels whether or not a ground truth exists (no jumps)."""
+    ex = Explorer(cache)
+    with_truth = ex.figure(ex.view("pasted", 0, 0.1))
+    without = ex.figure(ex.view("real", 0, 0.1))
+    assert tuple(with_truth.get_size_inches()) == tuple(without.get_size_inches())
+    top = [ax.get_title() for ax in without.get_axes()][:6]
+    assert top[-1] == "ground-truth mask"
+    assert "n/a" in [t.get_text() for t in without.get_axes()[5].texts]
+
+
+def test_long_sample_ids_are_shortened_in_titles():
+    from defocus_forensics.explorer import _short_id
+
+    long = "manipulated_sequences_Deepfakes_c23_v1faces_000_003_0031"
+    assert _short_id(long) == "…" + long[-47:] and len(_short_id(long)) == 48
+    assert _short_id("scene3-pasted") == "scene3-pasted"
+
+
+def test_widgets_update_on_release_and_show_whole_labels(cache):
+    pytest.importorskip("ipywidgets")
+    w = Explorer(cache).widget()
+    assert w.threshold.continuous_update is False
+    assert w.sample.style.description_width == "initial"

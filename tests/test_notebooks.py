@@ -40,8 +40,11 @@ def test_one_notebook_per_analysis_in_order():
 def test_notebook_structure(name):
     source = NOTEBOOKS_DIR / f"{name}.py"
     text = source.read_text()
-    assert text.startswith("# %% [markdown]"), "py:percent, opening with a markdown cell"
+    assert text.startswith("# ---\n# jupyter:\n#   kernelspec:"), "a header with the kernelspec"
+    assert text.split("# ---\n\n", 1)[1].startswith("# %% [markdown]"), "then a markdown cell"
     nb = read_notebook(source)
+    # JupyterLab opens it without asking for a kernel (the metadata filter keeps this)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
     code = [c for c in nb.cells if c.cell_type == "code"]
     # the first code cell is tagged "parameters", holds only assignments, has cache_path
     assert code[0].metadata.get("tags") == ["parameters"]

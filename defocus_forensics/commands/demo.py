@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 HELP = "run the main job on built-in data: train, extract, analyse, figures, notebooks, report"
 
@@ -48,28 +47,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the demo and print the closing summary."""
     from defocus_forensics.demo import DemoConfig, format_closing_summary, run_demo
+    from defocus_forensics.logs import start_run_log
     from safeio import check_output_dir
 
-    try:
-        # absolute from here on: nothing later depends on the working folder
-        args.out = check_output_dir(args.out)
-        from detector.device import resolve_device
+    # absolute from here on: nothing later depends on the working folder
+    args.out = check_output_dir(args.out)
+    start_run_log(args.out)
+    from detector.device import resolve_device
 
-        resolve_device(args.device)
-        config = DemoConfig(
-            out=args.out,
-            quick=args.quick,
-            device=args.device,
-            seed=args.seed,
-            backbone=args.backbone,
-            epochs=args.epochs,
-            nsamples=args.nsamples,
-            notebooks=not args.no_notebooks,
-            progress=not args.quiet,
-        )
-        result = run_demo(config)
-    except ValueError as err:
-        print(f"defocus demo: {err}", file=sys.stderr)
-        return 2
+    resolve_device(args.device)
+    config = DemoConfig(
+        out=args.out,
+        quick=args.quick,
+        device=args.device,
+        seed=args.seed,
+        backbone=args.backbone,
+        epochs=args.epochs,
+        nsamples=args.nsamples,
+        notebooks=not args.no_notebooks,
+        progress=not args.quiet,
+    )
+    result = run_demo(config)
     print(format_closing_summary(result))
     return 0

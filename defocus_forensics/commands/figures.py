@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 HELP = "draw every figure (paper's and ours) from a cache as PDF + PNG, with a manifest"
 
@@ -48,28 +47,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Draw the figures; exit status 2 on a missing or unreadable cache or bad settings."""
-    from cache import CacheError, open_cache
+    from cache import open_cache
     from defocus_forensics.figures import FigureParams, draw_figures
+    from defocus_forensics.logs import start_run_log
     from safeio import check_output_dir
 
-    try:
-        args.out = check_output_dir(args.out)
-        params = FigureParams(
-            gallery_threshold=args.threshold,
-            window=args.window,
-            bins=args.bins,
-            perplexities=tuple(args.perplexities),
-            n_per_class=args.n_per_class,
-            n_boot=args.n_boot,
-            n_permutations=args.n_permutations,
-            seed=args.seed,
-        )
-        cache = open_cache(args.cache)
-        manifest = draw_figures(cache, args.out, params=params, formats=args.formats,
-                                dpi=args.dpi, only=args.only, progress=not args.quiet)  # fmt: skip
-    except (ValueError, CacheError, FileNotFoundError) as err:
-        print(f"defocus figures: {err}", file=sys.stderr)
-        return 2
+    args.out = check_output_dir(args.out)
+    start_run_log(args.out)
+    params = FigureParams(
+        gallery_threshold=args.threshold,
+        window=args.window,
+        bins=args.bins,
+        perplexities=tuple(args.perplexities),
+        n_per_class=args.n_per_class,
+        n_boot=args.n_boot,
+        n_permutations=args.n_permutations,
+        seed=args.seed,
+    )
+    cache = open_cache(args.cache)
+    manifest = draw_figures(cache, args.out, params=params, formats=args.formats,
+                            dpi=args.dpi, only=args.only, progress=not args.quiet)  # fmt: skip
     figs = manifest["figures"]
     unavailable = [f["stem"] for f in figs if f["unavailable"]]
     print(f"{len(figs)} figures in {args.out} (figures_manifest.json)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 HELP = "execute the analysis notebooks on a cache with papermill and render them to HTML"
@@ -55,25 +56,24 @@ def run(args: argparse.Namespace) -> int:
     params = {}
     for name, value in args.parameter:
         if name in ("cache_path", "output_dir"):
-            print(f"defocus notebooks: set {name} with --cache/--out, not -p", file=sys.stderr)
-            return 2
+            raise ValueError(f"set {name} with --cache/--out, not -p")
         if name not in known:
-            print(f"defocus notebooks: no notebook has a parameter {name!r}; "
-                  f"known: {', '.join(sorted(known))}", file=sys.stderr)  # fmt: skip
-            return 2
+            raise ValueError(
+                f"no notebook has a parameter {name!r}; known: {', '.join(sorted(known))}"
+            )
         params[name] = parse_parameter(value)
+    from defocus_forensics.logs import start_run_log
     from safeio import check_output_dir
 
+    args.out = check_output_dir(args.out)
+    start_run_log(args.out)
     try:
-        args.out = check_output_dir(args.out)
         results = execute_all(args.cache, args.out, params, names=args.only,
                               timeout=args.timeout, html=not args.no_html,
                               progress=not args.quiet)  # fmt: skip
-    except (ValueError, FileNotFoundError) as err:
-        print(f"defocus notebooks: {err}", file=sys.stderr)
-        return 2
     except NotebookError as err:
-        print(f"defocus notebooks: {err}", file=sys.stderr)
+        logging.getLogger("defocus_forensics").debug("notebook failed", exc_info=True)
+        print(f"defocus notebooks: error: {err}", file=sys.stderr)
         return 1
     for r in results:
         html = f", {r.html.name}" if r.html else ""

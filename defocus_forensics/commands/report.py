@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 HELP = "write RUN/report.html: figures, summary table, run config and fingerprints"
@@ -40,17 +39,9 @@ def run(args: argparse.Namespace) -> int:
     """Write the report; exit status 2 when the run folder holds no figures."""
     from defocus_forensics.report import build_report
 
-    try:
-        out = build_report(
-            args.run,
-            args.out,
-            inline=not args.link,
-            figures_dir=args.figures,
-            cache_dir=args.cache,
-        )
-    except FileNotFoundError as err:
-        print(f"defocus report: {err}", file=sys.stderr)
-        return 2
+    out = build_report(
+        args.run, args.out, inline=not args.link, figures_dir=args.figures, cache_dir=args.cache
+    )
     size = Path(out).stat().st_size / 1e6
     print(f"report: {out} ({size:.1f} MB)")
     return 0
