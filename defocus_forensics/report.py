@@ -219,12 +219,21 @@ def flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def _fmt(value: Any) -> str:
+    """One rounding rule for the whole report (3 decimals below 10, fewer above; tiny: 3 digits)."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, float):
-        return f"{value:.4g}"
+        if value != value:  # NaN
+            return "n/a"
+        if value.is_integer() and abs(value) < 1e15:
+            return f"{value:.0f}"
+        size = abs(value)
+        if size < 1e-3:
+            return f"{value:.3g}"
+        decimals = 3 if size < 10 else 2 if size < 100 else 1 if size < 1e4 else 0
+        return f"{value:.{decimals}f}"
     if isinstance(value, list):
         return "[" + ", ".join(_fmt(v) for v in value) + "]"
     return str(value)
@@ -331,6 +340,10 @@ def render_report(inputs: ReportInputs, report_dir: str | Path, *, inline: bool 
     parts.append("<nav>" + " ".join(nav) + "</nav>")
     for warning in inputs.warnings:
         parts.append(f'<p class="warning"><strong>Warning:</strong> {html.escape(warning)}</p>')
+    for caveat in run_caveats(inputs):
+        parts.append(
+            f'<p class="warning"><strong>Read with care:</strong> {html.escape(caveat)}</p>'
+        )
 
     parts.append('<h2 id="summary">Summary</h2>')
     headline = inputs.summary.get("headline") if isinstance(inputs.summary, dict) else None
@@ -386,12 +399,17 @@ def render_report(inputs: ReportInputs, report_dir: str | Path, *, inline: bool 
 
     parts.append('<h2 id="config">Run config</h2>')
     if inputs.run:
-        run_cfg = {k: v for k, v in inputs.run.items() if k != "stages"}
-        parts.append(_table(flatten(run_cfg), "run"))
-    if inputs.config:
-        parts.append("<h3>Cache manifest (extraction config)</h3>")
+        # "settings" repeats part of "config": show each key once
+        run_cfg = {k: v for k, v in inputs.run.items() if k not in ("stages", "settings")}
         parts.append(
-            "<details open><summary>manifest.json without the shard list</summary><pre>"
+            f"<details><summary>run.json ({len(flatten(run_cfg))} settings)</summary>"
+            + _table(flatten(run_cfg), "run")
+            + "</details>"
+        )
+    if inputs.config:
+        parts.append(
+            "<details><summary>cache manifest: extraction config, models, software "
+            "(manifest.json without the shard list)</summary><pre>"
             + html.escape(json.dumps(inputs.config, indent=2, sort_keys=True, default=str))
             + "</pre></details>"
         )
@@ -409,6 +427,52 @@ def render_report(inputs: ReportInputs, report_dir: str | Path, *, inline: bool 
         f"<title>{html.escape(inputs.title)}</title>\n<style>{_CSS}</style>\n</head>\n"
         f"<body>\n{body}\n</body>\n</html>\n"
     )
+
+
+#: Below these sizes a report warns that its statistics are too small to read much into.
+MIN_SAMPLES_PER_GROUP = 30
+MIN_PERMUTATIONS = 99
+
+
+def run_caveats(inputs: ReportInputs) -> list[str]:
+    """Return what a reader must know before reading the numbers of this run.
+
+    A ``--quick`` run (tiny models on a few dozen images), statistics over
+    fewer than :data:`MIN_SAMPLES_PER_GROUP` samples per group, and
+    permutation tests with fewer than :data:`MIN_PERMUTATIONS` permutations
+    (whose p-values cannot go below ``1 / (n + 1)``).
+    """
+    out = []
+    config = inputs.run.get("config", {}) if isinstance(inputs.run, dict) else {}
+    if config.get("quick"):
+        out.append(
+            "this run used --quick: tiny models trained for seconds on a few dozen images. Its "
+            "numbers only show that the pipeline runs end to end (a test AUC near 0.5 is "
+            "expected); run 'defocus demo' without --quick for numbers worth reading."
+        )
+    headline = inputs.summary.get("headline", {}) if isinstance(inputs.summary, dict) else {}
+    small = sorted(
+        {
+            int(v["n"])
+            for v in headline.values()
+            if isinstance(v, dict)
+            and isinstance(v.get("n"), (int, float))
+            and v["n"] < MIN_SAMPLES_PER_GROUP
+        }
+    )
+    if small:
+        out.append(
+            f"some headline statistics rest on only n = {', '.join(map(str, small))} samples "
+            f"per group (fewer than {MIN_SAMPLES_PER_GROUP}): their confidence intervals are "
+            "wide and small differences mean little."
+        )
+    n_perm = config.get("n_permutations")
+    if isinstance(n_perm, int) and n_perm < MIN_PERMUTATIONS:
+        out.append(
+            f"permutation tests used {n_perm} permutations, so no p-value can be smaller than "
+            f"1/{n_perm + 1} = {1 / (n_perm + 1):.3f}."
+        )
+    return out
 
 
 def build_report(

@@ -181,7 +181,7 @@ def test_report_embeds_every_figure_byte_for_byte(run_dir):
             == (run_dir / "figures" / f"{name}.png").read_bytes()
         )
     # summary, config and fingerprints are in the page
-    assert "auc_defocus" in text and "0.8125" in text and "3.9e-08" in text
+    assert "auc_defocus" in text and "0.812" in text and "3.9e-08" in text
     assert "alignment.defocus.mean" in text
     # the long table is one row per record, columns from the keys
     rows = re.findall(r'<table class="records">(.*?)</table>', text, re.S)[0].split("<tr>")[1:]
@@ -267,3 +267,35 @@ def test_demo_report_loads_in_chromium(demo_run, tmp_path):
     assert not broken, broken
     text = report.read_text()
     assert "auc" in text.lower() and "fingerprint" in text.lower()
+
+
+def test_report_says_when_its_numbers_cannot_be_read_much_into(run_dir):
+    """A --quick run, tiny groups and coarse permutation tests each get a banner."""
+    clean = build_report(run_dir).read_text()
+    assert "Read with care" not in clean
+    (run_dir / "run.json").write_text(
+        json.dumps({"config": {"quick": True, "n_permutations": 20}, "stages": {}})
+    )
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["headline"]["alignment_defocus_pasted"] = {"mean": 0.8, "std": 0.1, "n": 16}
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    text = build_report(run_dir).read_text()
+    assert text.count("Read with care") == 3
+    assert "used --quick" in text and "n = 16 samples" in text and "1/21 = 0.048" in text
+
+
+def test_report_warns_on_figures_of_another_cache(run_dir, caplog):
+    manifest = json.loads((run_dir / "figures" / "figures_manifest.json").read_text())
+    manifest["cache_manifest_sha256"] = "0" * 64
+    (run_dir / "figures" / "figures_manifest.json").write_text(json.dumps(manifest))
+    text = build_report(run_dir).read_text()
+    assert "were drawn from another cache" in text
+    assert "were drawn from another cache" in caplog.text
+
+
+def test_report_folds_the_config_and_rounds_one_way(run_dir):
+    text = build_report(run_dir).read_text()
+    assert re.search(r"<details><summary>run.json \(\d+ settings\)", text)
+    assert "<details open>" not in text
+    assert "0.812" in text and "0.8125" not in text  # 3 decimals everywhere
+    assert "3.9e-08" in text  # small values keep 3 significant digits
