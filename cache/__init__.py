@@ -18,25 +18,30 @@ from cache.errors import (
     CacheCorruptError,
     CacheError,
     CacheFormatError,
+    CacheKeyError,
+    CacheManifestError,
     CacheMismatchError,
     PickledArrayError,
+    UnprotectedCacheWarning,
 )
 from cache.legacy import import_legacy
 from cache.schema import FIELDS, FORMAT_VERSION, REQUIRED_FIELDS, FieldSpec
 from cache.store import (
     Cache,
     CacheWriter,
-    VerifyReport,
     config_differences,
     merge_caches,
     open_cache,
 )
+from cache.verify import RepairResult, VerifyReport, repair_cache, verify_cache
 
 __all__ = [
     "Cache",
     "CacheCorruptError",
     "CacheError",
     "CacheFormatError",
+    "CacheKeyError",
+    "CacheManifestError",
     "CacheMismatchError",
     "CacheWriter",
     "FIELDS",
@@ -44,9 +49,13 @@ __all__ = [
     "FieldSpec",
     "PickledArrayError",
     "REQUIRED_FIELDS",
+    "RepairResult",
+    "UnprotectedCacheWarning",
     "VerifyReport",
     "config_differences",
     "import_legacy",
     "merge_caches",
     "open_cache",
+    "repair_cache",
+    "verify_cache",
 ]
