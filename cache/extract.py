@@ -773,7 +773,8 @@ def extract(
     ]
     writer = CacheWriter(out_dir, config=manifest_config, info=run_info, plan=plan)
     mine = [t for k, t in enumerate(tasks) if shard is None or k % shard[1] == shard[0]]
-    pending = [t for t in mine if not writer.has_valid_shard(t.name)]
+    on_disk = writer.manifest()
+    pending = [t for t in mine if not writer.has_valid_shard(t.name, on_disk)]
     threads = 1 if (workers or scheduler) else None
     job = _Job(dataset, writer.path, defocus_model, rgb_model, config, bg_inputs, fields,
                device, threads, channels_last, fold_batchnorm)  # fmt: skip

@@ -109,7 +109,27 @@ def leaves(body: dict) -> dict[str, str]:
     dict of str to str
         Path to the first 16 hex digits of the sha256 of the value's canonical JSON.
     """
-    return {path: _sha256(canonical_json(value))[:_LEAF_HEX] for path, value in _walk(body, "")}
+    sha = hashlib.sha256
+    return {
+        path: sha(_canonical_leaf(value).encode("utf-8")).hexdigest()[:_LEAF_HEX]
+        for path, value in _walk(body, "")
+    }
+
+
+_encode_str = json.encoder.py_encode_basestring  # what ensure_ascii=False uses for a str
+if getattr(json.encoder, "c_encode_basestring", None) is not None:
+    _encode_str = json.encoder.c_encode_basestring
+
+
+def _canonical_leaf(value) -> str:
+    """Return ``canonical_json(value)`` of a leaf, without the encoder's set-up cost for scalars."""
+    if isinstance(value, str):
+        return _encode_str(value)
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if type(value) is int:
+        return int.__repr__(value)
+    return canonical_json(value)
 
 
 def seal(body: dict) -> dict:

@@ -424,16 +424,20 @@ class CacheWriter:
         """Return the manifest as currently on disk."""
         return _read_manifest(self.path)
 
-    def entry(self, name: str) -> dict | None:
-        """Return the manifest entry of shard ``name``, or ``None``."""
-        for e in self.manifest()["shards"]:
+    def entry(self, name: str, manifest: dict | None = None) -> dict | None:
+        """Return the manifest entry of shard ``name`` (in ``manifest``, default: on disk)."""
+        for e in (manifest or self.manifest())["shards"]:
             if e["name"] == name:
                 return e
         return None
 
-    def has_valid_shard(self, name: str) -> bool:
-        """Whether shard ``name`` is recorded and its file matches the recorded sha256."""
-        e = self.entry(name)
+    def has_valid_shard(self, name: str, manifest: dict | None = None) -> bool:
+        """Whether shard ``name`` is recorded and its file matches the recorded sha256.
+
+        ``manifest`` (as :meth:`manifest` returned it) saves re-reading it
+        when many shards are checked in a row.
+        """
+        e = self.entry(name, manifest)
         if e is None:
             return False
         if e.get("file") is None:  # every sample failed: nothing to check

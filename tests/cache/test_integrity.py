@@ -329,3 +329,25 @@ def test_missing_group_or_field_is_a_typed_one_line_error(full):
     assert str(err.value) == "group 'Deepfakes' is not in this cache; it has ['real', 'fake']"
     with pytest.raises(KeyError, match="fields"):  # still a KeyError for old callers
         c.load("attr_rgb")
+
+
+def test_legacy_import_records_its_plan(tmp_path):
+    from cache import import_legacy
+
+    rng = np.random.default_rng(SEED)
+    files = []
+    for name, n in [("shap_data_real.npz", 5), ("shap_data_fake_Deepfakes.npz", 3)]:
+        maps = [rng.random((8, 8)) for _ in range(n)]
+        np.savez(tmp_path / name, **{k: np.array(maps, dtype=object)
+                                     for k in ("dmaps", "defocus_shaps", "rgb_shaps")})  # fmt: skip
+        files.append(tmp_path / name)
+    with pytest.warns(UserWarning, match="unpickling"):
+        c = import_legacy(files, tmp_path / "c", trust_pickle=True, shard_size=2)
+    assert [p["name"] for p in c.planned] == [
+        "00000-real", "00001-real", "00002-real", "00003-Deepfakes", "00004-Deepfakes",
+    ]  # fmt: skip
+    assert verify_cache(c).status == "complete"
+    CacheWriter(c.path).drop_entries(["00004-Deepfakes"])  # as if killed before the last shard
+    os.unlink(c.path / "shards" / "00004-Deepfakes.npz")
+    report = verify_cache(c.path)
+    assert report.status == "incomplete" and report.missing == ["00004-Deepfakes"]
