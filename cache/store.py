@@ -273,7 +273,12 @@ def _manifest_body(manifest: dict) -> dict:
         + body.get("failed_unassigned", []),
         key=lambda f: (f.get("group", ""), f["id"]),
     )
-    return _normalise(body)
+    body = _normalise(body)
+    first = [k for k in _TOP_ORDER if k in body]  # readable order; nested keys are sorted
+    return {**{k: body[k] for k in first}, **{k: v for k, v in body.items() if k not in first}}
+
+
+_TOP_ORDER = ("format", "format_version", "config", "info", "planned", "sizes", "fields")
 
 
 def manifest_text(manifest: dict) -> str:

@@ -102,9 +102,11 @@ def _describe(report, path) -> tuple[int, list[str]]:
                 "passes), or extract into a new folder; --repair cannot know the true values"
             )
         else:
+            edited, _ = split_manifest_edits(report.manifest_edits or [])
+            then = f", then: {report.resume}" if (report.bad_shards or edited) else ""
             lines.append(
                 f"  next: defocus verify --cache {quoted} --repair   (moves the bad files to "
-                f"{where}/quarantine/, deletes nothing), then: {report.resume}"
+                f"{where}/quarantine/, deletes nothing){then}"
             )
         return EXIT_CORRUPT, lines
     if report.status == "incomplete":
