@@ -49,7 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cache.claims import DEFAULT_STALE_AFTER, claim_state, try_claim
+from cache.claims import CLAIM_DIR, DEFAULT_STALE_AFTER, claim_state, try_claim
 from cache.explainers import EXPLAINERS, ExplainerConfig, completeness_reference, get_explainer
 from cache.explainers import fold_batchnorm as _fold_batchnorm
 from cache.fingerprint import fingerprint_model, fingerprint_samples, software
@@ -845,7 +845,7 @@ def _wait_for_claims(
     """
     to_compute: list[ShardTask] = []
     finished: list[ShardTask] = []
-    claim_dir = writer.path / ".claims"
+    claim_dir = writer.path / CLAIM_DIR
     while waiting and not to_compute:
         still = []
         for task in waiting:
