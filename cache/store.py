@@ -243,6 +243,45 @@ def _load_manifest_file(folder: Path) -> dict | None:
     return manifest
 
 
+def _check_entries(folder: Path, manifest: dict, edits: list[str] | None) -> None:
+    """Check every shard entry's shape; blame the edits, if any, when one is unusable."""
+    try:
+        for i, e in enumerate(manifest.get("shards", [])):
+            _check_entry_shape(folder / MANIFEST, i, e)
+    except CacheFormatError as err:
+        if edits:
+            shown = "; ".join(edits[:8])
+            raise CacheManifestError(
+                f"{folder / MANIFEST} was edited after it was written ({shown}) and cannot be "
+                f"used ({str(err).split(': ', 1)[-1]}); restore the edited values as they were, "
+                "or extract into a new folder",
+                [e.split(" ", 1)[1] for e in edits],
+            ) from err
+        raise
+
+
+def _check_entry_shape(path: Path, i: int, e) -> None:
+    """Refuse a shard entry a reader could misuse (e.g. a file outside ``shards/``)."""
+    where = f"{path}: shards[{i}]"
+    if not isinstance(e, dict):
+        raise CacheFormatError(f"{where} must be an object, got {e!r:.60}")
+    name = e.get("name")
+    if not isinstance(name, str) or not name or _NAME_RE.search(name) or name.startswith("."):
+        raise CacheFormatError(f"{where}: name must match [A-Za-z0-9._-]+, got {name!r:.60}")
+    if not isinstance(e.get("group"), str):
+        raise CacheFormatError(f"{where} ({name}): group must be a string, got {e.get('group')!r}")
+    n = e.get("n_samples")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise CacheFormatError(f"{where} ({name}): n_samples must be an integer >= 0, got {n!r}")
+    if e.get("file") is not None:
+        if e["file"] != f"{SHARD_DIR}/{name}.npz":
+            raise CacheFormatError(
+                f"{where} ({name}): file must be {SHARD_DIR}/{name}.npz, got {e['file']!r:.80}"
+            )
+        if not isinstance(e.get("sha256"), str) or not isinstance(e.get("bytes"), int):
+            raise CacheFormatError(f"{where} ({name}): a shard with a file needs sha256 and bytes")
+
+
 def manifest_edit_error(folder: Path, edits: list[str]) -> CacheManifestError:
     """Build the one-line error for a manifest whose integrity record names ``edits``."""
     shown = "; ".join(edits[:8]) + (f"; and {len(edits) - 8} more" if len(edits) > 8 else "")
@@ -261,6 +300,7 @@ def _read_manifest(folder: Path) -> dict | None:
         edits = integrity.check(manifest)
         if edits:
             raise manifest_edit_error(folder, edits)
+        _check_entries(folder, manifest, edits)
     return manifest
 
 
@@ -632,6 +672,7 @@ class Cache:
         edits = integrity.check(manifest)
         if edits and strict:
             raise manifest_edit_error(path, edits)
+        _check_entries(path, manifest, edits)
         if edits is None and strict:
             warnings.warn(
                 f"{path / MANIFEST} has no integrity record (written before it existed): edits "

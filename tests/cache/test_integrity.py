@@ -12,6 +12,7 @@ import pytest
 import cache.integrity as integrity
 from cache import (
     CacheCorruptError,
+    CacheFormatError,
     CacheKeyError,
     CacheManifestError,
     CacheMismatchError,
@@ -351,3 +352,22 @@ def test_legacy_import_records_its_plan(tmp_path):
     os.unlink(c.path / "shards" / "00004-Deepfakes.npz")
     report = verify_cache(c.path)
     assert report.status == "incomplete" and report.missing == ["00004-Deepfakes"]
+
+
+def test_an_entry_pointing_outside_the_cache_is_refused_even_unprotected(full, tmp_path):
+    outside = tmp_path / "precious.npz"
+    outside.write_bytes(b"user data")
+    _edit(full, _set(["shards", 0, "file"], "../precious.npz"), keep_integrity=False)
+    with pytest.raises(CacheFormatError, match=r"file must be shards/00000-real\.npz"):
+        open_cache(full)
+    with pytest.raises(CacheFormatError, match="file must be"):
+        repair_cache(full)
+    assert outside.read_bytes() == b"user data"
+
+
+def test_an_edited_file_path_is_named_as_an_edit(full):
+    _edit(full, _set(["shards", 0, "file"], "../precious.npz"))
+    with pytest.raises(CacheManifestError, match=r"changed shards\[00000-real\]\.file"):
+        open_cache(full)
+    with pytest.raises(CacheManifestError, match=r"changed shards\[00000-real\]\.file"):
+        verify_cache(full)
