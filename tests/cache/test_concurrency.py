@@ -182,7 +182,7 @@ def test_two_concurrent_runs_compute_each_shard_once_and_equal_a_single_run(tmp_
     ready = [tmp_path / "a.ready", tmp_path / "b.ready"]
     procs = [
         subprocess.Popen(
-            [sys.executable, str(script), str(out), "0.15", str(ready[i]), str(ready[1 - i])],
+            [sys.executable, str(script), str(out), "0.25", str(ready[i]), str(ready[1 - i])],
             env=ENV,
             cwd=ROOT,
             stdout=subprocess.PIPE,
