@@ -12,6 +12,14 @@ Examples
 >>> c.groups, c.fields, c.n_samples("real")            # doctest: +SKIP
 >>> maps = c.load("defocus", group="real")             # (N, S, S) float16
 >>> for shard in c.iter_shards("real"): ...            # one shard in memory at a time
+>>> verify_cache("runs/demo/cache").status             # doctest: +SKIP
+'complete'
+
+``open_cache`` refuses a manifest edited after it was written
+(:class:`CacheManifestError` names the edited values); ``verify_cache``
+tells a complete cache from an incomplete (resumable) or corrupt one, and
+``repair_cache`` moves bad files aside so that rerunning the extraction
+completes it (see ``docs/reliability-cache.md``).
 """
 
 from cache.errors import (
