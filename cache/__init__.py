@@ -12,31 +12,44 @@ Examples
 >>> c.groups, c.fields, c.n_samples("real")            # doctest: +SKIP
 >>> maps = c.load("defocus", group="real")             # (N, S, S) float16
 >>> for shard in c.iter_shards("real"): ...            # one shard in memory at a time
+>>> verify_cache("runs/demo/cache").status             # doctest: +SKIP
+'complete'
+
+``open_cache`` refuses a manifest edited after it was written
+(:class:`CacheManifestError` names the edited values); ``verify_cache``
+tells a complete cache from an incomplete (resumable) or corrupt one, and
+``repair_cache`` moves bad files aside so that rerunning the extraction
+completes it (see ``docs/reliability-cache.md``).
 """
 
 from cache.errors import (
     CacheCorruptError,
     CacheError,
     CacheFormatError,
+    CacheKeyError,
+    CacheManifestError,
     CacheMismatchError,
     PickledArrayError,
+    UnprotectedCacheWarning,
 )
 from cache.legacy import import_legacy
 from cache.schema import FIELDS, FORMAT_VERSION, REQUIRED_FIELDS, FieldSpec
 from cache.store import (
     Cache,
     CacheWriter,
-    VerifyReport,
     config_differences,
     merge_caches,
     open_cache,
 )
+from cache.verify import RepairResult, VerifyReport, repair_cache, verify_cache
 
 __all__ = [
     "Cache",
     "CacheCorruptError",
     "CacheError",
     "CacheFormatError",
+    "CacheKeyError",
+    "CacheManifestError",
     "CacheMismatchError",
     "CacheWriter",
     "FIELDS",
@@ -44,9 +57,13 @@ __all__ = [
     "FieldSpec",
     "PickledArrayError",
     "REQUIRED_FIELDS",
+    "RepairResult",
+    "UnprotectedCacheWarning",
     "VerifyReport",
     "config_differences",
     "import_legacy",
     "merge_caches",
     "open_cache",
+    "repair_cache",
+    "verify_cache",
 ]

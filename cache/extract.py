@@ -14,6 +14,15 @@ Dask ``LocalCluster`` of ``N`` one-thread processes, ``scheduler=ADDRESS``
 on an existing cluster whose workers see the output folder. Shards already
 written and intact are skipped; missing or corrupt ones are redone.
 
+The plan (every shard's name, group, sample count and a digest of its ids)
+is recorded in the manifest before any shard is computed, so that
+``defocus verify`` tells an interrupted cache from a complete one. Each
+shard is *claimed* (:mod:`cache.claims`) before it is computed, so runs
+that share a cache folder at the same time (two identical commands, job
+arrays, Dask workers) compute every shard once: a run leaves shards that
+another live run claimed to it and waits for them, and takes over the
+claims of runs that died.
+
 Every sample's model inputs are computed one sample at a time (the
 reference defocus estimator normalises by a batch-wide edge maximum) and
 its attributions are seeded by ``(seed, id)``, so the cache does not
@@ -40,10 +49,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cache.claims import CLAIM_DIR, DEFAULT_STALE_AFTER, claim_state, try_claim
 from cache.explainers import EXPLAINERS, ExplainerConfig, completeness_reference, get_explainer
 from cache.explainers import fold_batchnorm as _fold_batchnorm
 from cache.fingerprint import fingerprint_model, fingerprint_samples, software
-from cache.store import Cache, CacheWriter, open_cache, shard_name
+from cache.store import Cache, CacheWriter, ids_digest, open_cache, shard_name
 
 __all__ = [
     "ExtractConfig",
@@ -163,7 +173,10 @@ class ExtractResult:
     cache : Cache
         The cache, opened for reading.
     n_planned, n_written, n_skipped : int
-        Shards in this run's slice, written now, already present and intact.
+        Shards in this run's slice, written now by this run, and not written
+        by it (already present and intact, or computed by another run meanwhile).
+    n_by_others : int
+        Of ``n_skipped``, the shards another run computed while this one ran.
     failed : list of dict
         Samples that could not be processed (``id``, ``group``, ``reason``), whole cache.
     seconds : float
@@ -179,6 +192,7 @@ class ExtractResult:
     failed: list = field(default_factory=list)
     seconds: float = 0.0
     tasks: list = field(default_factory=list)
+    n_by_others: int = 0
 
 
 def _records(dataset) -> list[tuple[str, str, int, str]]:
@@ -452,16 +466,34 @@ class _Job:
             out["sparse"].append(sparse.astype(np.float16))
             out["edges"].append(torch.cat([r["edges"][:, 0] for r in chunk]).cpu().numpy())
 
+    #: Seconds without a heartbeat after which another run's claim is taken over.
+    stale_after: float = DEFAULT_STALE_AFTER
+
     def run(self, task: ShardTask) -> dict:
-        """Compute one shard and write it; return a summary (name, counts, wall and CPU time)."""
+        """Claim, compute and write one shard; return a summary.
+
+        Returns
+        -------
+        dict
+            ``status`` is ``"written"`` (with counts, wall and CPU seconds,
+            process id), ``"claimed"`` (another live run holds the shard) or
+            ``"done"`` (found intact once claimed: another run wrote it).
+        """
         t0, c0 = time.perf_counter(), time.process_time()
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        arrays, failed = self.compute(task)
-        writer = CacheWriter(self.out_dir)
-        entry = writer.write_shard(task.group, arrays, name=task.name, failed=failed)
+        claim = try_claim(self.out_dir, task.name, self.stale_after)
+        if claim is None:
+            return {"name": task.name, "status": "claimed", "pid": os.getpid()}
+        with claim:
+            writer = CacheWriter(self.out_dir)
+            if writer.has_valid_shard(task.name):
+                return {"name": task.name, "status": "done", "pid": os.getpid()}
+            if self.threads:
+                torch.set_num_threads(self.threads)
+            arrays, failed = self.compute(task)
+            entry = writer.write_shard(task.group, arrays, name=task.name, failed=failed)
         return {
             "name": task.name,
+            "status": "written",
             "n_samples": entry["n_samples"],
             "n_failed": len(failed),
             "seconds": time.perf_counter() - t0,
@@ -607,6 +639,8 @@ def extract(
     info: dict | None = None,
     channels_last: bool = True,
     fold_batchnorm: bool = True,
+    claim_timeout: float = DEFAULT_STALE_AFTER,
+    poll_seconds: float = 0.5,
 ) -> ExtractResult:
     """Compute a cache of defocus maps, logits, features and attributions.
 
@@ -647,9 +681,19 @@ def extract(
         (:func:`cache.explainers.fold_batchnorm`; not for ``captum-deeplift``).
         Changes attributions and completeness only at float rounding; logits
         and features come from the models as given.
+    claim_timeout : float
+        Seconds without a heartbeat after which another run's claim on a
+        shard counts as stale and is taken over (claims of dead processes
+        on this host are taken over at once; see :mod:`cache.claims`).
+    poll_seconds : float
+        How often to look whether shards claimed by another run are done.
 
     Notes
     -----
+    Runs that share ``out_dir`` at the same time share the work: each shard
+    is computed once, by the run that claims it first; a run whose
+    remaining shards are all claimed by other live runs waits for them.
+
     The models are moved to ``device`` (and to the channels-last layout);
     their train/eval mode and ``requires_grad`` flags are restored on return.
 
@@ -680,6 +724,7 @@ def extract(
 
     dev = resolve_device(device)
     tasks = plan_shards(dataset, config.shard_size)
+    job_records = _records(dataset)
     models = {"defocus": defocus_model, "rgb": rgb_model}
     # the job puts the models in eval mode without parameter gradients; restored at the end
     saved = {
@@ -717,30 +762,59 @@ def extract(
         "created_unix": time.time(),
         **(info or {}),
     }
-    writer = CacheWriter(out_dir, config=manifest_config, info=run_info)
+    plan = [
+        {
+            "name": t.name,
+            "group": t.group,
+            "n_samples": len(t.indices),
+            "ids_sha256": ids_digest(job_records[i][0] for i in t.indices),
+        }
+        for t in tasks
+    ]
+    writer = CacheWriter(out_dir, config=manifest_config, info=run_info, plan=plan)
     mine = [t for k, t in enumerate(tasks) if shard is None or k % shard[1] == shard[0]]
-    pending = [t for t in mine if not writer.has_valid_shard(t.name)]
+    on_disk = writer.manifest()
+    pending = [t for t in mine if not writer.has_valid_shard(t.name, on_disk)]
     threads = 1 if (workers or scheduler) else None
     job = _Job(dataset, writer.path, defocus_model, rgb_model, config, bg_inputs, fields,
                device, threads, channels_last, fold_batchnorm)  # fmt: skip
+    job.stale_after = float(claim_timeout)
     bar = _progress(progress, sum(len(t.indices) for t in pending), writer.path)
     tasks_done: list[dict] = []
-    try:
-        if workers or scheduler:
-            from cache.distributed import run_on_dask
+    n_by_others = 0
 
-            def done(task, res):
-                tasks_done.append(res)
-                bar.update(len(task.indices))
-                bar.set_postfix_str(f"{res['name']} failed={res['n_failed']}", refresh=False)
-
-            run_on_dask(_run_task, job, pending, workers=workers, scheduler=scheduler, on_done=done)
+    def done(task, res):
+        nonlocal n_by_others
+        if res["status"] == "claimed":
+            return
+        if res["status"] == "written":
+            tasks_done.append(res)
+            bar.set_postfix_str(f"{res['name']} failed={res['n_failed']}", refresh=False)
         else:
-            for task in pending:
-                res = job.run(task)
-                tasks_done.append(res)
+            n_by_others += 1
+        bar.update(len(task.indices))
+
+    try:
+        while pending:
+            if workers or scheduler:
+                from cache.distributed import run_on_dask
+
+                results = run_on_dask(
+                    _run_task, job, pending, workers=workers, scheduler=scheduler, on_done=done
+                )
+            else:
+                results = []
+                for task in pending:
+                    results.append(job.run(task))
+                    done(task, results[-1])
+            claimed = {r["name"] for r in results if r["status"] == "claimed"}
+            waiting = [t for t in pending if t.name in claimed]
+            pending, finished = _wait_for_claims(
+                writer, waiting, job.stale_after, poll_seconds, bar
+            )
+            for task in finished:
+                n_by_others += 1
                 bar.update(len(task.indices))
-                bar.set_postfix_str(f"{res['name']} failed={res['n_failed']}", refresh=False)
     finally:
         bar.close()
         for model, (training, flags) in saved.items():
@@ -751,12 +825,45 @@ def extract(
     return ExtractResult(
         cache=cache,
         n_planned=len(mine),
-        n_written=len(pending),
-        n_skipped=len(mine) - len(pending),
+        n_written=len(tasks_done),
+        n_skipped=len(mine) - len(tasks_done),
         failed=cache.failed,
         seconds=time.perf_counter() - t0,
         tasks=tasks_done,
+        n_by_others=n_by_others,
     )
+
+
+def _wait_for_claims(
+    writer: CacheWriter, waiting: list[ShardTask], stale_after: float, poll: float, bar
+) -> tuple[list[ShardTask], list[ShardTask]]:
+    """Wait while other runs hold claims on ``waiting``.
+
+    Returns ``(to_compute, finished)``: the shards whose claim ended or went
+    stale without an intact shard (to compute now), and those another run
+    finished. Returns as soon as one shard is to compute, or none is left.
+    """
+    to_compute: list[ShardTask] = []
+    finished: list[ShardTask] = []
+    claim_dir = writer.path / CLAIM_DIR
+    while waiting and not to_compute:
+        still = []
+        for task in waiting:
+            try:
+                state = claim_state(claim_dir / f"{task.name}.claim", stale_after)
+            except FileNotFoundError:
+                state = None
+            if state is not None and state.live:
+                still.append(task)
+            elif writer.has_valid_shard(task.name):
+                finished.append(task)
+            else:
+                to_compute.append(task)
+        waiting = still
+        if waiting and not to_compute:
+            bar.set_postfix_str(f"waiting for {len(waiting)} shards of another run", refresh=True)
+            time.sleep(poll)
+    return to_compute + waiting, finished
 
 
 def _defocus_config(model) -> dict | None:

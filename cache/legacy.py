@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from cache.errors import CacheFormatError, PickledArrayError
-from cache.store import Cache, CacheWriter, open_cache
+from cache.store import Cache, CacheWriter, ids_digest, open_cache
 
 __all__ = ["LEGACY_KEYS", "PICKLE_WARNING", "import_legacy", "group_of_legacy_file"]
 
@@ -150,6 +150,14 @@ def import_legacy(
             raise CacheFormatError(f"{f.name}: the keys hold different sample counts {counts}")
         loaded.append((f, group, label, arrays))
     real_counts = [len(a["defocus"]) for _, g, lab, a in loaded if lab == 0]
+    plan = []  # recorded before any shard is written: an interrupted import verifies incomplete
+    for _, group, _, arrays in loaded:
+        n = len(arrays["defocus"])
+        for start in range(0, n, shard_size):
+            ids = [f"{group}/{i:05d}" for i in range(start, min(n, start + shard_size))]
+            name = f"{len(plan):05d}-{re.sub(r'[^A-Za-z0-9._-]+', '_', group)}"
+            plan.append({"name": name, "group": group, "n_samples": len(ids),
+                         "ids_sha256": ids_digest(ids)})  # fmt: skip
     writer = CacheWriter(
         out_dir,
         config={
@@ -163,6 +171,7 @@ def import_legacy(
             "pairing": "fake i paired with real i by list position (the paper's convention)",
             "attr_rgb_c0": "channel 0 only of the RGB attributions, as the paper saved them",
         },
+        plan=plan,
     )
     real_group = next((g for _, g, lab, _ in loaded if lab == 0), None)
     k = 0

@@ -2,13 +2,18 @@
 
 A cache is a folder::
 
-    manifest.json          format, config (compared), info, sizes, shards, failures
+    manifest.json          format, config (compared), info, planned shards, sizes,
+                           shards, failures, integrity record
     shards/<name>.npz      plain arrays of ONE group (see :mod:`cache.schema`)
+    .claims/<name>.claim   shards being computed now (see :mod:`cache.claims`)
+    .lock                  the lock manifest updates and claims are made under
 
 Writing is atomic (temporary file, flush, fsync, rename) and shards are
 byte-reproducible (fixed zip timestamps), so the same samples computed twice
 give the same sha256. The manifest is updated under a file lock, so several
-processes (job-array tasks, Dask workers) may add shards to one folder.
+processes (job-array tasks, Dask workers, concurrent runs) may add shards to
+one folder, and every write seals it with an integrity record
+(:mod:`cache.integrity`) that opening checks, naming any edited value.
 Reading never unpickles: every shard is loaded with ``allow_pickle=False``
 after its sha256 is checked against the manifest.
 """
@@ -22,27 +27,31 @@ import json
 import os
 import re
 import shutil
+import warnings
 import zipfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from cache import integrity
+from cache.claims import locked
 from cache.errors import (
     CacheCorruptError,
     CacheError,
     CacheFormatError,
+    CacheKeyError,
+    CacheManifestError,
     CacheMismatchError,
     PickledArrayError,
+    UnprotectedCacheWarning,
 )
-from cache.schema import FIELDS, FORMAT_NAME, FORMAT_VERSION, REQUIRED_FIELDS, validate_arrays
+from cache.schema import FIELDS, FORMAT_NAME, FORMAT_VERSION, validate_arrays
 from safeio import atomic_write_bytes
 
 __all__ = [
     "Cache",
     "CacheWriter",
-    "VerifyReport",
     "open_cache",
     "merge_caches",
     "config_differences",
@@ -209,29 +218,16 @@ def read_npz(source, where: str, fields: Iterable[str] | None = None) -> dict[st
         raise CacheCorruptError(f"{where} is not a readable .npz: {err}") from err
 
 
-@contextlib.contextmanager
-def _locked(folder: Path):
-    """Hold an exclusive lock on ``folder/.lock`` (POSIX ``flock``; no-op elsewhere)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    with open(folder / ".lock", "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+_locked = locked  # the cache lock (``.lock``, flock): manifest updates and claims
 
 
-def _read_manifest(folder: Path) -> dict | None:
+def _load_manifest_file(folder: Path) -> dict | None:
+    """Parse ``manifest.json`` and check its format, without the integrity check."""
     path = folder / MANIFEST
     if not path.exists():
         return None
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise CacheCorruptError(f"{path} is not valid JSON: {err}") from err
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
@@ -241,19 +237,111 @@ def _read_manifest(folder: Path) -> dict | None:
         raise CacheFormatError(
             f"{path} has format version {version!r}; this reader knows up to {FORMAT_VERSION}"
         )
+    for key, kind in (("config", dict), ("shards", list), ("fields", list), ("sizes", dict)):
+        if not isinstance(manifest.get(key, kind()), kind):
+            raise CacheFormatError(f"{path}: {key!r} must be a {kind.__name__}")
     return manifest
 
 
-def _write_manifest(folder: Path, manifest: dict) -> None:
-    manifest = dict(manifest)
-    manifest["shards"] = sorted(manifest["shards"], key=lambda e: e["name"])
-    manifest["failed"] = sorted(
-        [f for e in manifest["shards"] for f in e.get("failed", [])]
-        + manifest.get("failed_unassigned", []),
+def _check_entries(folder: Path, manifest: dict, edits: list[str] | None) -> None:
+    """Check every shard entry's shape; blame the edits, if any, when one is unusable."""
+    try:
+        for i, e in enumerate(manifest.get("shards", [])):
+            _check_entry_shape(folder / MANIFEST, i, e)
+    except CacheFormatError as err:
+        if edits:
+            shown = "; ".join(edits[:8])
+            raise CacheManifestError(
+                f"{folder / MANIFEST} was edited after it was written ({shown}) and cannot be "
+                f"used ({str(err).split(': ', 1)[-1]}); restore the edited values as they were, "
+                "or extract into a new folder",
+                [e.split(" ", 1)[1] for e in edits],
+            ) from err
+        raise
+
+
+def _check_entry_shape(path: Path, i: int, e) -> None:
+    """Refuse a shard entry a reader could misuse (e.g. a file outside ``shards/``)."""
+    where = f"{path}: shards[{i}]"
+    if not isinstance(e, dict):
+        raise CacheFormatError(f"{where} must be an object, got {e!r:.60}")
+    name = e.get("name")
+    if not isinstance(name, str) or not name or _NAME_RE.search(name) or name.startswith("."):
+        raise CacheFormatError(f"{where}: name must match [A-Za-z0-9._-]+, got {name!r:.60}")
+    if not isinstance(e.get("group"), str):
+        raise CacheFormatError(f"{where} ({name}): group must be a string, got {e.get('group')!r}")
+    n = e.get("n_samples")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise CacheFormatError(f"{where} ({name}): n_samples must be an integer >= 0, got {n!r}")
+    if e.get("file") is not None:
+        if e["file"] != f"{SHARD_DIR}/{name}.npz":
+            raise CacheFormatError(
+                f"{where} ({name}): file must be {SHARD_DIR}/{name}.npz, got {e['file']!r:.80}"
+            )
+        if not isinstance(e.get("sha256"), str) or not isinstance(e.get("bytes"), int):
+            raise CacheFormatError(f"{where} ({name}): a shard with a file needs sha256 and bytes")
+
+
+def manifest_edit_error(folder: Path, edits: list[str]) -> CacheManifestError:
+    """Build the one-line error for a manifest whose integrity record names ``edits``."""
+    shown = "; ".join(edits[:8]) + (f"; and {len(edits) - 8} more" if len(edits) > 8 else "")
+    paths = [e.split(" ", 1)[1] for e in edits]
+    return CacheManifestError(
+        f"{folder / MANIFEST} was edited after it was written ({shown}); its values cannot be "
+        f"trusted. Run 'defocus verify --cache {folder}' for what to do",
+        paths,
+    )
+
+
+def _read_manifest(folder: Path) -> dict | None:
+    """Read the manifest; raise :class:`CacheManifestError` naming any edited value."""
+    manifest = _load_manifest_file(folder)
+    if manifest is not None:
+        edits = integrity.check(manifest)
+        if edits:
+            raise manifest_edit_error(folder, edits)
+        _check_entries(folder, manifest, edits)
+    return manifest
+
+
+def _manifest_body(manifest: dict) -> dict:
+    """Return the manifest as stored (sorted shards, derived ``failed``), without integrity."""
+    body = {k: v for k, v in manifest.items() if k != integrity.INTEGRITY_KEY}
+    body["shards"] = sorted(body["shards"], key=lambda e: e["name"])
+    body["failed"] = sorted(
+        [f for e in body["shards"] for f in e.get("failed", [])]
+        + body.get("failed_unassigned", []),
         key=lambda f: (f.get("group", ""), f["id"]),
     )
-    text = json.dumps(manifest, indent=1, sort_keys=False, default=_jsonable)
-    atomic_write_bytes(folder / MANIFEST, (text + "\n").encode())
+    body = _normalise(body)
+    first = [k for k in _TOP_ORDER if k in body]  # readable order; nested keys are sorted
+    return {**{k: body[k] for k in first}, **{k: v for k, v in body.items() if k not in first}}
+
+
+_TOP_ORDER = ("format", "format_version", "config", "info", "planned", "sizes", "fields")
+
+
+def manifest_text(manifest: dict) -> str:
+    """Return the text of ``manifest.json`` for ``manifest``, sealed with its integrity record.
+
+    The body is indented one space per level (readable diffs); the integrity
+    record follows on one line.
+    """
+    body = _manifest_body(manifest)
+    record = integrity.seal(body)
+    text = json.dumps(body, indent=1, sort_keys=False)
+    sealed = json.dumps(record, sort_keys=True, separators=(",", ":"))
+    return text[:-2] + f',\n "{integrity.INTEGRITY_KEY}": {sealed}\n}}\n'
+
+
+def _write_manifest(folder: Path, manifest: dict) -> None:
+    """Seal and atomically write the manifest; untouched when the content is unchanged."""
+    data = manifest_text(manifest).encode("utf-8")
+    path = folder / MANIFEST
+    with contextlib.suppress(OSError):
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return
+    atomic_write_bytes(path, data)
 
 
 def _new_manifest(config: dict, info: dict) -> dict:
@@ -268,6 +356,26 @@ def _new_manifest(config: dict, info: dict) -> dict:
         "failed": [],
         "failed_unassigned": [],
     }
+
+
+def _check_plan(plan) -> list[dict]:
+    """Normalise a plan: a list of ``{"name", "group", "n_samples"[, "ids_sha256"]}``."""
+    if not isinstance(plan, (list, tuple)):
+        raise CacheFormatError(f"a plan must be a list of shard descriptions, got {type(plan)}")
+    out, names = [], set()
+    for p in _normalise(list(plan)):
+        if not isinstance(p, dict) or not {"name", "group", "n_samples"} <= set(p):
+            raise CacheFormatError(f"a planned shard needs name, group and n_samples, got {p!r}")
+        if p["name"] in names:
+            raise CacheFormatError(f"shard {p['name']!r} is planned twice")
+        names.add(p["name"])
+        out.append(p)
+    return out
+
+
+def ids_digest(ids: Iterable[str]) -> str:
+    """Sha256 of a set of sample ids (sorted, one per line): what a planned shard holds."""
+    return sha256_bytes("\n".join(sorted(str(i) for i in ids)).encode("utf-8"))
 
 
 def shard_name(text: str) -> str:
@@ -298,6 +406,21 @@ class CacheWriter:
         Descriptive metadata not compared (software versions, dataset
         description, command line). For an existing cache only keys it does
         not hold yet are added, so resuming leaves the manifest unchanged.
+    plan : list of dict, optional
+        The shards the job that fills this cache will write, each
+        ``{"name", "group", "n_samples", "ids_sha256"}`` (``n_samples``
+        counting the samples that may fail; ``ids_sha256`` from
+        :func:`ids_digest`). Recorded before any shard is computed, so that
+        :meth:`Cache.verify` can tell a complete cache from an interrupted
+        one. An existing cache's plan must be equal.
+
+    Raises
+    ------
+    CacheManifestError
+        If the folder's manifest was edited after it was written (a writer
+        never seals an edited manifest as if it were true).
+    CacheMismatchError
+        If the folder holds a cache of another config or plan.
 
     Examples
     --------
@@ -306,7 +429,7 @@ class CacheWriter:
     ...                        "pair_id": [""] * n, "defocus": maps})  # doctest: +SKIP
     """
 
-    def __init__(self, path, config: dict | None = None, info: dict | None = None):
+    def __init__(self, path, config: dict | None = None, info: dict | None = None, plan=None):
         self.path = Path(path)
         if self.path.suffix == ".npz":
             raise CacheFormatError(f"a cache is a folder, got a .npz file name: {self.path}")
@@ -327,6 +450,16 @@ class CacheWriter:
                         )
                 if info:  # entries of the first run stay: resuming leaves the manifest as it was
                     manifest["info"] = {**_normalise(info), **manifest.get("info", {})}
+            if plan is not None:
+                plan = _check_plan(plan)
+                if manifest.get("planned") is None:
+                    manifest["planned"] = plan
+                elif manifest["planned"] != plan:
+                    diffs = config_differences({"planned": manifest["planned"]}, {"planned": plan})
+                    raise CacheMismatchError(
+                        f"{self.path} was planned with other shards; refusing to mix. "
+                        "Differences (existing != new): " + "; ".join(diffs[:10])
+                    )
             _write_manifest(self.path, manifest)
         self.config = manifest["config"]
 
@@ -336,16 +469,20 @@ class CacheWriter:
         """Return the manifest as currently on disk."""
         return _read_manifest(self.path)
 
-    def entry(self, name: str) -> dict | None:
-        """Return the manifest entry of shard ``name``, or ``None``."""
-        for e in self.manifest()["shards"]:
+    def entry(self, name: str, manifest: dict | None = None) -> dict | None:
+        """Return the manifest entry of shard ``name`` (in ``manifest``, default: on disk)."""
+        for e in (manifest or self.manifest())["shards"]:
             if e["name"] == name:
                 return e
         return None
 
-    def has_valid_shard(self, name: str) -> bool:
-        """Whether shard ``name`` is recorded and its file matches the recorded sha256."""
-        e = self.entry(name)
+    def has_valid_shard(self, name: str, manifest: dict | None = None) -> bool:
+        """Whether shard ``name`` is recorded and its file matches the recorded sha256.
+
+        ``manifest`` (as :meth:`manifest` returned it) saves re-reading it
+        when many shards are checked in a row.
+        """
+        e = self.entry(name, manifest)
         if e is None:
             return False
         if e.get("file") is None:  # every sample failed: nothing to check
@@ -458,6 +595,19 @@ class CacheWriter:
             manifest["info"] = {**manifest.get("info", {}), **_normalise(info)}
             _write_manifest(self.path, manifest)
 
+    def drop_entries(self, names: Iterable[str]) -> list[str]:
+        """Remove the manifest entries of shards ``names`` (their files are left alone).
+
+        Returns the names that had an entry.
+        """
+        drop = set(names)
+        with _locked(self.path):
+            manifest = self.manifest()
+            dropped = [e["name"] for e in manifest["shards"] if e["name"] in drop]
+            manifest["shards"] = [e for e in manifest["shards"] if e["name"] not in drop]
+            _write_manifest(self.path, manifest)
+        return dropped
+
     def remove_shards_not_in(self, names: Iterable[str]) -> list[str]:
         """Drop manifest entries (and files) of shards whose names are not in ``names``."""
         keep = set(names)
@@ -480,40 +630,18 @@ class CacheWriter:
 # --------------------------------------------------------------------------- reading
 
 
-@dataclass
-class VerifyReport:
-    """Outcome of :meth:`Cache.verify`; true when every shard is intact.
-
-    Attributes
-    ----------
-    n_shards : int
-        Shards checked.
-    n_samples : int
-        Samples in the intact shards.
-    problems : list of str
-        One line per problem, each naming the shard.
-    """
-
-    n_shards: int = 0
-    n_samples: int = 0
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """Whether no problem was found."""
-        return not self.problems
-
-    def __bool__(self) -> bool:
-        return self.ok
-
-    def raise_if_bad(self) -> None:
-        """Raise :class:`CacheCorruptError` listing the problems, if any."""
-        if self.problems:
-            raise CacheCorruptError("; ".join(self.problems))
-
-
 class Cache:
     """Read access to a cache folder (see :func:`open_cache`).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The cache folder (or its ``manifest.json``).
+    strict : bool
+        Refuse a manifest edited after it was written
+        (:class:`CacheManifestError`, naming the edited values). ``False``
+        opens it anyway and records the edits in :attr:`manifest_edits`;
+        only :meth:`verify` and repair use that.
 
     Attributes
     ----------
@@ -521,9 +649,13 @@ class Cache:
         The folder.
     manifest : dict
         The parsed ``manifest.json``.
+    manifest_edits : list of str or None
+        Values edited since the manifest was sealed (``"changed config.x"``),
+        empty when intact, ``None`` when the manifest has no integrity
+        record (written before it existed: edits cannot be detected).
     """
 
-    def __init__(self, path):
+    def __init__(self, path, *, strict: bool = True):
         path = Path(path)
         if path.name == MANIFEST:
             path = path.parent
@@ -534,15 +666,33 @@ class Cache:
             )
         if not path.is_dir():
             raise CacheFormatError(f"no cache folder at {path}")
-        manifest = _read_manifest(path)
+        manifest = _load_manifest_file(path)
         if manifest is None:
             raise CacheFormatError(f"{path} holds no {MANIFEST}; it is not a cache")
+        edits = integrity.check(manifest)
+        if edits and strict:
+            raise manifest_edit_error(path, edits)
+        _check_entries(path, manifest, edits)
+        if edits is None and strict:
+            warnings.warn(
+                f"{path / MANIFEST} has no integrity record (written before it existed): edits "
+                f"of it cannot be detected; 'defocus verify --cache {path} --repair' checks the "
+                "shards and records it",
+                UnprotectedCacheWarning,
+                stacklevel=3,
+            )
         self.path = path
         self.manifest = manifest
+        self.manifest_edits = edits
         # shard name -> (size, mtime_ns) of the file when its sha256 was last checked
         self._verified: dict[str, tuple[int, int]] = {}
 
     # -- description ------------------------------------------------------------------
+
+    @property
+    def protected(self) -> bool:
+        """Whether the manifest carries an integrity record (edits of it are caught)."""
+        return self.manifest_edits is not None
 
     @property
     def config(self) -> dict:
@@ -553,6 +703,12 @@ class Cache:
     def info(self) -> dict:
         """Descriptive metadata (software versions, dataset description...)."""
         return self.manifest.get("info", {})
+
+    @property
+    def planned(self) -> list[dict] | None:
+        """The shards the extraction planned (name, group, n_samples), or ``None`` if unrecorded."""
+        planned = self.manifest.get("planned")
+        return None if planned is None else list(planned)
 
     @property
     def shards(self) -> list[dict]:
@@ -599,19 +755,19 @@ class Cache:
 
     def _check_group(self, group: str | None) -> None:
         if group is not None and group not in self.groups:
-            raise KeyError(f"group {group!r} is not in this cache; it has {self.groups}")
+            raise CacheKeyError(f"group {group!r} is not in this cache; it has {self.groups}")
 
     def _check_fields(self, fields: Iterable[str]) -> list[str]:
         fields = [fields] if isinstance(fields, str) else list(fields)
         bad = [f for f in fields if f not in self.fields]
         if bad:
-            raise KeyError(f"fields {bad} are not in this cache; it has {self.fields}")
+            raise CacheKeyError(f"fields {bad} are not in this cache; it has {self.fields}")
         return fields
 
     # -- reading ----------------------------------------------------------------------
 
     def _read_shard(self, entry: dict, fields: list[str] | None) -> dict[str, np.ndarray]:
-        """Read a shard; its sha256 is checked on the first read by this object.
+        """Read a shard; its sha256, group and sample count are checked on the first read.
 
         Later reads of a shard whose size and modification time are unchanged
         since it was verified decompress only the requested fields, so an
@@ -634,8 +790,12 @@ class Cache:
             )
         if sha256_bytes(data) != entry["sha256"]:
             raise CacheCorruptError(f"{where} does not match its sha256 in the manifest (corrupt)")
-        arrays = read_npz_bytes(data, where, fields)
+        wanted = None if fields is None else list(dict.fromkeys([*fields, "id", "group"]))
+        arrays = read_npz_bytes(data, where, wanted)
+        _check_entry(entry, arrays, where)
         self._verified[entry["name"]] = stamp
+        if fields is not None:
+            arrays = {f: arrays[f] for f in fields}
         return arrays
 
     def iter_shards(
@@ -653,12 +813,13 @@ class Cache:
         Yields
         ------
         dict of str to ndarray
-            Field name to array with the sample axis first.
+            Field name to array of shape ``(n_samples_in_shard, ...)``.
 
         Raises
         ------
         CacheCorruptError
-            If a shard's bytes do not match the manifest, naming the shard.
+            If a shard's bytes do not match the manifest, or it holds other
+            samples than its entry says (group, count), naming the shard.
         """
         self._check_group(group)
         fields = None if fields is None else self._check_fields(fields)
@@ -692,7 +853,12 @@ class Cache:
     def arrays(
         self, fields: Iterable[str] | None = None, group: str | None = None
     ) -> dict[str, np.ndarray]:
-        """Concatenate several fields in one pass over the shards."""
+        """Concatenate several fields in one pass over the shards.
+
+        Returns
+        -------
+        dict of str to ndarray of shape (n_samples, ...)
+        """
         fields = self.fields if fields is None else self._check_fields(fields)
         parts: dict[str, list] = {f: [] for f in fields}
         for shard in self.iter_shards(group, fields):
@@ -702,51 +868,35 @@ class Cache:
             f: np.concatenate(p, axis=0) if p else self.load(f, group) for f, p in parts.items()
         }
 
-    def verify(self) -> VerifyReport:
-        """Check every shard: present, size and sha256 as recorded, readable, schema-valid.
+    def verify(self, progress: bool = False):
+        """Check the whole cache: manifest integrity, every shard, the plan, unknown files.
 
-        Also checks that sample ids are unique across the cache.
+        See :func:`cache.verify.verify_cache`.
 
         Returns
         -------
-        VerifyReport
-            True when intact; ``.problems`` names every bad shard and why.
+        cache.verify.VerifyReport
+            ``.status`` is ``"complete"``, ``"incomplete"`` or ``"corrupt"``;
+            ``.ok`` is true when nothing present is wrong (an interrupted,
+            resumable cache is ok but not ``.complete``).
         """
-        report = VerifyReport()
-        self._verified.clear()  # verify re-hashes every shard, whatever was read before
-        seen: dict[str, str] = {}
-        sizes = dict(self.sizes)
-        for entry in self.shards:
-            report.n_shards += 1
-            try:
-                arrays = self._read_shard(entry, None)
-                if sorted(arrays) != sorted(self.fields):
-                    raise CacheFormatError(
-                        f"shard {entry['name']!r} holds {sorted(arrays)}, the manifest says "
-                        f"{sorted(self.fields)}"
-                    )
-                clean, sizes = validate_arrays(arrays, group=entry["group"], sizes=sizes)
-                if len(clean["id"]) != entry["n_samples"]:
-                    raise CacheFormatError(
-                        f"shard {entry['name']!r} holds {len(clean['id'])} samples, the manifest "
-                        f"says {entry['n_samples']}"
-                    )
-                for sid in clean["id"].tolist():
-                    if sid in seen:
-                        raise CacheFormatError(
-                            f"sample id {sid!r} is in shard {entry['name']!r} and {seen[sid]!r}"
-                        )
-                    seen[sid] = entry["name"]
-                report.n_samples += len(clean["id"])
-            except CacheError as err:
-                msg = str(err)
-                if entry["name"] not in msg:
-                    msg = f"shard {entry['name']!r}: {msg}"
-                report.problems.append(msg)
-        missing = [f for f in REQUIRED_FIELDS if self.shards and f not in self.fields]
-        if missing:
-            report.problems.append(f"manifest lists no required fields {missing}")
-        return report
+        from cache.verify import verify_cache
+
+        return verify_cache(self, progress=progress)
+
+
+def _check_entry(entry: dict, arrays: dict[str, np.ndarray], where: str) -> None:
+    """Refuse a shard whose samples are not what its manifest entry says (group, count)."""
+    ids, groups = arrays["id"], arrays["group"]
+    if len(ids) != entry.get("n_samples"):
+        raise CacheCorruptError(
+            f"{where} holds {len(ids)} samples, the manifest says {entry.get('n_samples')}"
+        )
+    bad = sorted(set(np.asarray(groups).tolist()) - {entry.get("group")})
+    if bad:
+        raise CacheCorruptError(
+            f"{where} holds samples of group {bad[0]!r}, the manifest says {entry.get('group')!r}"
+        )
 
 
 def open_cache(path) -> Cache:
@@ -767,6 +917,14 @@ def open_cache(path) -> Cache:
     ------
     CacheFormatError
         If ``path`` is not a cache (no manifest, a single ``.npz``...).
+    CacheManifestError
+        If ``manifest.json`` was edited after it was written; the message
+        names the edited values (dotted key paths).
+
+    Warns
+    -----
+    UnprotectedCacheWarning
+        If the manifest has no integrity record (a cache written before it existed).
     """
     return Cache(path)
 
@@ -801,10 +959,17 @@ def merge_caches(dest, sources: Iterable) -> Cache:
     if not sources:
         raise ValueError("merge_caches needs at least one source cache")
     dest = Path(dest)
+    planned = [s for s in sources if s.planned is not None]
+    for src in planned[1:]:
+        if src.planned != planned[0].planned:
+            raise CacheMismatchError(
+                f"cannot merge {src.path}: it was planned with other shards than {planned[0].path}"
+            )
+    plan = planned[0].planned if planned else None
     if dest.is_dir() and (dest / MANIFEST).exists():
-        writer = CacheWriter(dest)
+        writer = CacheWriter(dest, plan=plan)
     else:
-        writer = CacheWriter(dest, config=sources[0].config, info=sources[0].info)
+        writer = CacheWriter(dest, config=sources[0].config, info=sources[0].info, plan=plan)
     for src in sources:
         if src.path.resolve() == dest.resolve():
             continue

@@ -69,7 +69,7 @@ def test_extract_builds_a_verified_cache_with_both_models(built, capsys):
     assert c.load("attr_rgb").shape == (8, 3, 32, 32) and np.abs(c.load("attr_rgb")).sum() > 0
     assert c.config["models"]["defocus"]["config"]["backbone"] == "mobilenetv3_small_050"
     assert main(["verify", str(out)]) == 0
-    assert "ok: " in capsys.readouterr().out
+    assert "COMPLETE: " in capsys.readouterr().out
     assert main(argv) == 0  # resume: nothing left to do
     assert "0 written now" in capsys.readouterr().out
 
