@@ -87,11 +87,15 @@ def _read_json(path: Path) -> Any:
         return json.load(fh)
 
 
+#: Manifest entries that are bookkeeping (per-shard lists, plan, integrity digests), not config.
+_BOOKKEEPING = ("shards", "planned", "integrity")
+
+
 def _fingerprints(manifest: dict[str, Any]) -> dict[str, Any]:
     """Pick the fingerprint-like entries of a cache manifest: hashes, versions, seeds."""
     words = ("fingerprint", "sha256", "hash", "version", "seed")
     out: dict[str, Any] = {}
-    for key, value in flatten({k: v for k, v in manifest.items() if k != "shards"}):
+    for key, value in flatten({k: v for k, v in manifest.items() if k not in _BOOKKEEPING}):
         if any(word in key.lower() for word in words):
             out[key] = value
     shards = manifest.get("shards")
@@ -169,8 +173,23 @@ def load_run(
         inputs.run = _read_json(run_dir / "run.json")
     cache_manifest = cache_dir / "manifest.json"
     if cache_manifest.is_file():
+        from cache.integrity import check
+
         manifest = _read_json(cache_manifest)
-        inputs.config = {k: v for k, v in manifest.items() if k != "shards"}
+        edits = check(manifest)
+        if edits:
+            inputs.warnings.append(
+                f"the cache manifest {cache_manifest} was edited after it was written "
+                f"({'; '.join(edits[:5])}{'; ...' if len(edits) > 5 else ''}): its config and "
+                "fingerprints below cannot be trusted ('defocus verify --cache "
+                f"{cache_dir}' says more)"
+            )
+        elif edits is None:
+            inputs.warnings.append(
+                f"the cache manifest {cache_manifest} carries no integrity record (written "
+                "by an older version): an edit of its values would go unnoticed"
+            )
+        inputs.config = {k: v for k, v in manifest.items() if k not in _BOOKKEEPING}
         inputs.fingerprints = _fingerprints(manifest)
         sha = hashlib.sha256(cache_manifest.read_bytes()).hexdigest()
         if figures_cache_sha is not None and figures_cache_sha != sha:

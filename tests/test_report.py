@@ -299,3 +299,19 @@ def test_report_folds_the_config_and_rounds_one_way(run_dir):
     assert "<details open>" not in text
     assert "0.812" in text and "0.8125" not in text  # 3 decimals everywhere
     assert "3.9e-08" in text  # small values keep 3 significant digits
+
+
+def test_report_never_presents_an_edited_manifest_as_true(run_dir):
+    from cache.integrity import seal
+
+    path = run_dir / "cache" / "manifest.json"
+    body = json.loads(path.read_text())
+    path.write_text(json.dumps({**body, "integrity": seal(body)}))
+    assert "was edited" not in build_report(run_dir).read_text()
+    sealed = json.loads(path.read_text())
+    sealed["format_version"] = 7
+    path.write_text(json.dumps(sealed))
+    text = build_report(run_dir).read_text()
+    assert "was edited after it was written (changed format_version)" in text
+    # bookkeeping is not shown as config
+    assert "leaves_sha256" not in text
