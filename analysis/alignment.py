@@ -823,8 +823,9 @@ def plot_permutation_null(
     n_used = sorted({int(v) for v in analysis.summary.get("null_n", []) if v == v and v > 0})
     set_caption(
         fig,
-        "Does each fake's attribution belong to that fake? For each manipulation and model, the "
-        "mean alignment score over "
+        "Does each fake's attribution belong to that fake? For each manipulation and model ("
+        + ", ".join(model_name(m, model_names) for m in models)
+        + "), the mean alignment score over "
         + (f"the first {n_used[-1]} pairs" if n_used else "the pairs")
         + " when every fake is scored with another sample's attribution (a random "
         f"derangement; {', '.join(map(str, sizes))} permutations), against the observed mean "

@@ -516,7 +516,7 @@ def plot_threshold_sweep(analysis: MaskAnalysis, *, width="double"):
             total = int(np.prod(np.shape(v["fake"])[1:]))
             break
     counts = analysis.counts.copy()
-    counts["value"] = counts["count"].astype(np.float64) / total if total else counts["count"]
+    counts["value"] = counts["count"].astype(np.float64) / (total or 1)
     groups = list(counts["group"].unique())
     colors = group_colors(["real", *groups])
     markers = group_markers(["real", *groups])

@@ -8,13 +8,18 @@ figure type from them and writes ``figures_manifest.json``, which records for
 each figure what it shows, the files, the cache fields and functions it was
 drawn from, the parameters, and the cache's fingerprint.
 
+Every figure is drawn at one paper width, ``"single"`` (3.5 in) or
+``"double"`` (7 in) (:data:`FIGURE_WIDTHS`), and carries the caption its
+drawing function wrote from what it drew; a figure the cache cannot support
+is a marker that says precisely why (in the figure and in the manifest).
+
 Figure types (file stems):
 
 ========================================  ===========================================
-``overlays_rgb_vs_defocus_attributions``  image, defocus map, each model's |attr| (paper)
+``overlays_rgb_vs_defocus_attributions``  image, defocus map, each model's attribution (paper)
 ``masks_binary_gallery_T{T}``             binary masks ``|fake - real| > T`` (paper)
-``masks_threshold_sweep``                 activated pixels vs threshold (paper)
-``variance_local_variance_pairs``         local-variance heatmaps, real/fake (paper)
+``masks_threshold_sweep``                 activated share of pixels vs threshold (paper)
+``variance_local_variance_pairs``         local-variance heatmaps, real/fake/diff. (paper)
 ``variance_mean_local_variance_ecdf``     per-image mean local variance + KS (ours)
 ``embedding_tsne_perplexity_sweep_*``     t-SNE of penultimate features (paper: defocus)
 ``alignment_histograms_by_model``         Shapley alignment score histograms (paper)
