@@ -542,10 +542,14 @@ def _panel_grid(fig, groups: list, models: list, width: str, sharex):
     if width == "single":
         axes = fig.subplots(len(groups), len(models), squeeze=False, sharey=True,
                             sharex=sharex and ("row" if sharex == "group" else "all"))  # fmt: skip
-        return {(g, m): axes[i, j] for i, g in enumerate(groups) for j, m in enumerate(models)}
-    axes = fig.subplots(len(models), len(groups), squeeze=False, sharey=True,
-                        sharex=sharex and ("col" if sharex == "group" else "all"))  # fmt: skip
-    return {(g, m): axes[j, i] for i, g in enumerate(groups) for j, m in enumerate(models)}
+        out = {(g, m): axes[i, j] for i, g in enumerate(groups) for j, m in enumerate(models)}
+    else:
+        axes = fig.subplots(len(models), len(groups), squeeze=False, sharey=True,
+                            sharex=sharex and ("col" if sharex == "group" else "all"))  # fmt: skip
+        out = {(g, m): axes[j, i] for i, g in enumerate(groups) for j, m in enumerate(models)}
+    for key, ax in out.items():
+        ax.panel_key = key  # (group, model): lets callers and tests find a panel
+    return out
 
 
 def _facet_titles(axes: dict, width: str, names: dict, stats: dict, ylabel: str) -> None:

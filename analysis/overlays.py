@@ -214,6 +214,7 @@ def plot_attribution_overlays(
         if signed:
             signed_ticks(cb, norm.vmax)
     groups = list(dict.fromkeys(samples["group"]))
+    counts = {g: list(samples["group"]).count(g) for g in groups}
     both = " and ".join(names[m] for m in ("defocus", "rgb") if m in maps)
     if signed:
         colours = "diverging map centred on 0: red = towards fake, blue = towards real"
@@ -230,7 +231,8 @@ def plot_attribution_overlays(
         scale += ", the largest |value| shown"
     missing = [f for f in _FIELDS if samples.get(f) is None]
     caption = (
-        f"{k} samples ({', '.join(groups)}). Per sample: the image; its normalised defocus "
+        f"{k} samples ({', '.join(f'{counts[g]} {g}' for g in groups)}; the first of each "
+        "group in the cache). Per sample: the image; its normalised defocus "
         "map (grey: 0 = sharpest, 1 = most blurred in that image); the "
         f"{'signed' if signed else 'absolute'} Shapley attributions of the {both} "
         f"({colours}"

@@ -544,3 +544,30 @@ print("ok", len(m["figures"]), int(view.mask.sum()))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("ok 2 ")
     assert (tmp_path / "run" / "report.html").is_file()
+
+
+def test_alignment_histograms_draw_the_floor_and_the_skill_when_the_analysis_has_them(rich):
+    """The statistics work adds ``floor`` and ``skill`` columns; the figure uses them."""
+    import dataclasses
+
+    _, _, an = rich
+    a = an["alignment"]
+    per = a.per_sample.copy()
+    per["floor"] = 0.5 + 0.01 * np.arange(len(per))
+    per["skill"] = (per["score"] - per["floor"]) / (1 - per["floor"])
+    b = dataclasses.replace(a, per_sample=per)
+    fig = alignment.plot_alignment_histograms(b, model_names=NAMES)
+    legend = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert "no-information floor (constant attribution)" in legend
+    sel = (per["group"] == "pasted") & (per["model"] == "rgb")
+    ax = next(ax for ax in fig.axes if getattr(ax, "panel_key", None) == ("pasted", "rgb"))
+    xs = [line.get_xdata()[0] for line in ax.lines]
+    assert per.loc[sel, "floor"].mean() == pytest.approx(xs[1])
+    assert "constant attribution" in caption_of(fig)
+    fig = alignment.plot_alignment_histograms(b, value="skill")
+    assert "skill" in fig.axes[-1].get_xlabel() or any(
+        "skill" in ax.get_xlabel() for ax in fig.axes
+    )
+    assert "0 = no better than a constant attribution" in caption_of(fig)
+    with pytest.raises(ValueError, match="value must be 'score' or 'skill', got 'kl2'"):
+        alignment.plot_alignment_histograms(b, value="kl2")
