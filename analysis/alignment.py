@@ -670,7 +670,7 @@ def plot_alignment_histograms(
                 ax.axvline(0.0, color="#555555", lw=1.0, ls=(0, (3, 1.5)))
             text = f"n={sub.size}, mean {sub.mean():.2f}"
             row = summ.loc[(g, m)] if summ is not None and (g, m) in summ.index else None
-            if row is not None and np.isfinite(row["ci_low"]):
+            if row is not None and np.isfinite(row.get("ci_low", np.nan)):
                 text += f" [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
             stats[(g, m)] = text
             ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))

@@ -640,7 +640,7 @@ def plot_localisation_bars(
                                     lw=0.7, capsize=1.2, capthick=0.7)  # fmt: skip
                         top = hi
                     ax.text(x, top + 0.02, str(vals.size), ha="center", va="bottom",
-                            fontsize=5, rotation=90)  # fmt: skip
+                            fontsize=5.5, rotation=90)  # fmt: skip
                     ax.hlines(row["chance"], x - bw * 0.46, x + bw * 0.46, color="black",
                               lw=1.4)  # fmt: skip
             ax.set_xticks(np.arange(len(_METRICS)), [_METRIC_LABELS[k] for k in _METRICS])
@@ -740,7 +740,7 @@ def plot_deletion_curves(
             axes = fig.subplots(1, len(models), squeeze=False, sharey=True)[0]
         for ax, m in zip(axes, models, strict=False):
             d = analysis.deletion[m]
-            dx = 0.008 * (d.fractions[-1] - d.fractions[0])
+            dx = 0.012 * (d.fractions[-1] - d.fractions[0])
             for j, (key, _auc_key, name, color, ls, marker) in enumerate(orders):
                 curves = getattr(d, key)
                 mean = curves.mean(axis=0)

@@ -9,7 +9,7 @@ two trained models for the deletion curves, runs the analyses once with the
 demo's settings, draws every figure type at ``--width single`` (3.5 in) and
 ``--width double`` (7 in), and writes:
 
-  DOCS/img/gallery/single/<stem>.png   one-column figures (256-colour PNG)
+  DOCS/img/gallery/single/<stem>.png   one-column figures
   DOCS/img/gallery/double/<stem>.png   two-column figures
   DOCS/figures.md                      every figure at both widths with its caption
 
@@ -34,14 +34,23 @@ ROOT = Path(__file__).resolve().parents[1]
 WIDTH_TEXT = {"single": "single column, 3.5 in", "double": "double column, 7 in"}
 
 
-def _quantized_png(path: Path) -> bytes:
-    """Return the PNG as 256 colours (a third of the size, no visible change)."""
+def _png_bytes(path: Path) -> bytes:
+    """Return the PNG re-encoded small: 256 colours for plots, lossless for colour-map images.
+
+    Plots hold a few hundred colours, so a 256-colour palette changes nothing
+    visible and a third of the size; pictures with photos or smooth colour
+    bars would show bands, so they stay as they are (optimised).
+    """
+    import numpy as np
     from PIL import Image
 
     with Image.open(path) as img:
-        small = img.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+        rgb = img.convert("RGB")
+    n_colours = len(np.unique(np.asarray(rgb).reshape(-1, 3), axis=0))
+    if n_colours <= 2000:
+        rgb = rgb.quantize(256, method=Image.Quantize.MEDIANCUT)
     buf = io.BytesIO()
-    small.save(buf, format="PNG", optimize=True)
+    rgb.save(buf, format="PNG", optimize=True)
     return buf.getvalue()
 
 
@@ -207,7 +216,7 @@ def main(argv=None) -> int:
             for entry in manifest["figures"]:
                 png = Path(tmp) / width / entry["png"]
                 atomic_write_bytes(docs / "img" / "gallery" / width / entry["png"],
-                                   _quantized_png(png))  # fmt: skip
+                                   _png_bytes(png))  # fmt: skip
             manifests[width] = manifest
     command = "python benchmarks/figure_gallery.py" + (" --full" if args.full else "")
     atomic_write_text(docs / "figures.md", _markdown(manifests, command) + "\n")
