@@ -564,10 +564,10 @@ def plot_variance_heatmaps(
             h = analysis.heatmaps[g]
             label_sample(row[0], h["id"][i], g)
         colorbar(fig, im, cax=bars[0], orientation="horizontal",
-                 label=f"local variance ({w}×{w} window)",
+                 label=f"local variance ({w}×{w} window)\n(normalised defocus)²",
                  extend="max" if over else "neither")  # fmt: skip
         cb = colorbar(fig, dim, cax=bars[1], orientation="horizontal",
-                      label="fake − real local variance",
+                      label="fake − real local variance\n(normalised defocus)²",
                       extend="both" if percentile < 100 or band else "neither")  # fmt: skip
         signed_ticks(cb, dnorm.vmax)
     groups = list(dict.fromkeys(g for g, _ in rows))

@@ -125,7 +125,7 @@ def _markdown(manifests: dict[str, dict], command: str) -> str:
         "",
         'result = masks_from_cache(open_cache("runs/demo/cache"))',
         'fig = plot_mask_gallery(result, threshold=0.1, width="single")',
-        'save_figure(fig, "runs/demo/mask_gallery")   # .pdf and .png, 3.5 in wide',
+        'save_figure(fig, "runs/demo/mask_gallery")  # .pdf and .png, 3.5 in wide',
         "print(caption_of(fig))",
         "```",
         "",
