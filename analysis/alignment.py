@@ -830,7 +830,13 @@ def plot_permutation_null(
         "Does each fake's attribution belong to that fake? For each manipulation and model ("
         + ", ".join(model_name(m, model_names) for m in models)
         + "), the mean alignment score over "
-        + (f"the first {n_used[-1]} pairs" if n_used else "the pairs")
+        + (
+            f"the first {n_used[0]} pairs of each manipulation"
+            if len(n_used) == 1
+            else f"the first {n_used[0]} to {n_used[-1]} pairs of each manipulation"
+            if n_used
+            else "the pairs"
+        )
         + " when every fake is scored with another sample's attribution (a random "
         f"derangement; {', '.join(map(str, sizes))} permutations), against the observed mean "
         "on the same pairs (black line). p: one-sided permutation p-value, (1 + #null ≥ "

@@ -476,7 +476,10 @@ def plot_embedding_sweep(
         reason = "; ".join(f"{k}: {v}" for k, v in analysis.unavailable.items()) or "no samples"
         return unavailable_figure(reason, f"embedding of the {model}'s features", width)
     df = analysis.coords
-    settings = list(dict.fromkeys(df["perplexity"].tolist()))
+    perp = df["perplexity"].to_numpy(dtype=np.float64)
+    settings = sorted(set(perp[~np.isnan(perp)].tolist())) + (
+        [float("nan")] if np.isnan(perp).any() else []
+    )
     groups = list(dict.fromkeys(["real", *df["group"].unique()]))
     groups = [g for g in groups if g in set(df["group"])]
     colors = group_colors(["real", *groups])
@@ -523,18 +526,27 @@ def plot_embedding_sweep(
             handles=list(handles.values()), loc="outside lower center",
             ncols=min(len(handles), 2 if width == "single" else 4), markerscale=1.3,
         )  # fmt: skip
-    what = "perplexity " + ", ".join(f"{p:g}" for p in settings if p == p)
+    shown = [f"{p:g}" for p in settings if p == p]
+    what = ("perplexity " + ", ".join(shown)) if shown else "one embedding"
+    k = min(5, max(1, (n_points - 1) // 2 - 1))  # as embedding_from_cache chooses it
     skipped = [k for k in analysis.unavailable if k.startswith("perplexity")]
     set_caption(
         fig,
         f"{method} of the {model}'s penultimate features for {n_points} images "
         f"({', '.join(f'{g}' for g in groups)}), one panel per setting ({what}); reals are "
-        "circles, each manipulation its own colour and marker. Axes have no units. "
-        "trust.: trustworthiness of the embedding (k = 5 neighbours; 1 = every embedding "
+        "circles, each manipulation its own colour and marker. "
+        + (
+            "Axes: the first two principal components. "
+            if analysis.method == "pca"
+            else "Axes have no units. "
+        )
+        + f"trust.: trustworthiness of the embedding (k = {k} neighbours; 1 = every embedding "
         "neighbour is a true neighbour); silh.: silhouette of real vs fake in the embedding "
         "(-1 to 1; near 0: the two classes are mixed)."
         + (
-            f" Not drawn: {'; '.join(analysis.unavailable[k] for k in skipped)}." if skipped else ""
+            f" Not drawn: {'; '.join(f'{k}: {analysis.unavailable[k]}' for k in skipped)}."
+            if skipped
+            else ""
         ),
     )
     return fig

@@ -571,9 +571,11 @@ def plot_variance_heatmaps(
                       extend="both" if percentile < 100 or band else "neither")  # fmt: skip
         signed_ticks(cb, dnorm.vmax)
     groups = list(dict.fromkeys(g for g, _ in rows))
+    counts = ", ".join(f"{sum(1 for h, _ in rows if h == g)} {g}" for g in groups)
     caption = (
         f"Local variance ({w}×{w} window, {pad_name} padding) of the normalised defocus maps "
-        f"of {len(rows)} fake/real pairs (the first of each of {', '.join(groups)}): real, "
+        f"of {len(rows)} fake/real pairs ({counts}; the first pairs of each group in the "
+        "cache): real, "
         "fake (one viridis scale for all) and fake − real (diverging, centred on 0)."
     )
     if band:

@@ -571,3 +571,10 @@ def test_alignment_histograms_draw_the_floor_and_the_skill_when_the_analysis_has
     assert "0 = no better than a constant attribution" in caption_of(fig)
     with pytest.raises(ValueError, match="value must be 'score' or 'skill', got 'kl2'"):
         alignment.plot_alignment_histograms(b, value="kl2")
+
+
+def test_embedding_without_perplexity_is_one_panel(rich):
+    e = embedding.embedding_from_cache(rich[0], method="pca")
+    fig = embedding.plot_embedding_sweep(e, width="single", model_names=NAMES)
+    assert [ax.get_title().split("\n")[0] for ax in fig.axes if ax.collections] == ["PCA"]
+    assert "principal components" in caption_of(fig)
