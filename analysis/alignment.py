@@ -537,88 +537,311 @@ def alignment_from_cache(
 # --------------------------------------------------------------------------- figures
 
 
-def plot_alignment_histograms(analysis: AlignmentAnalysis, bins: int = 20):
-    """Histogram of per-sample alignment scores, one panel per model, one colour per group.
+def _panel_grid(fig, groups: list, models: list, width: str, sharex):
+    """Axes ``{(group, model): ax}``: groups in rows at single width, in columns at double."""
+    if width == "single":
+        axes = fig.subplots(len(groups), len(models), squeeze=False, sharey=True,
+                            sharex=sharex and ("row" if sharex == "group" else "all"))  # fmt: skip
+        out = {(g, m): axes[i, j] for i, g in enumerate(groups) for j, m in enumerate(models)}
+    else:
+        axes = fig.subplots(len(models), len(groups), squeeze=False, sharey=True,
+                            sharex=sharex and ("col" if sharex == "group" else "all"))  # fmt: skip
+        out = {(g, m): axes[j, i] for i, g in enumerate(groups) for j, m in enumerate(models)}
+    for key, ax in out.items():
+        ax.panel_key = key  # (group, model): lets callers and tests find a panel
+    return out
 
-    The dashed line in each panel is the permutation-null mean of each group.
+
+def _facet_titles(axes: dict, width: str, names: dict, stats: dict, ylabel: str) -> None:
+    """Label a panel grid: column header on the top row, row header in the first column's y label.
+
+    ``names`` maps a (group, model) key to (group label, model label); ``stats``
+    holds each panel's one-line statistics, its title.
+    """
+    import textwrap
+
+    for (g, m), ax in axes.items():
+        spec = ax.get_subplotspec()
+        group, model = names[(g, m)]
+        col, row = (model, group) if width == "single" else (group, model)
+        title = stats.get((g, m), "")
+        if spec.is_first_row():
+            title = f"{col}\n{title}" if title else col
+        ax.set_title(title, fontsize=6.5)
+        if spec.is_first_col():
+            ax.set_ylabel(textwrap.fill(row, 22) + "\n" + ylabel, fontsize=7)
+
+
+def _grid_height(width: str, groups: int, models: int, panel: float = 1.05) -> float:
+    rows = groups if width == "single" else models
+    return rows * (panel + 0.42) + 0.55
+
+
+def plot_alignment_histograms(
+    analysis: AlignmentAnalysis,
+    bins: int = 20,
+    *,
+    width="double",
+    model_names: dict | None = None,
+    value: str = "score",
+):
+    """Histogram of per-sample alignment scores, one panel per fake group and model.
+
+    Panels never overlap one another's bars: one histogram per panel, all on
+    the same x and y scales, integer counts. Reference lines: the mean
+    (solid), the mean score of a constant attribution on the same pairs
+    (dashed, "no-information floor", when the analysis has a ``floor``
+    column) and the mean of the shuffled-attribution null (dotted, when
+    computed). Each title gives n, the mean and its 95 % bootstrap CI.
+
+    Parameters
+    ----------
+    analysis : AlignmentAnalysis
+    bins : int
+        Histogram bins on [0, 1] (on the data's range for ``value="skill"``).
+    width : {"single", "double"}
+        Paper width: groups in rows (single) or in columns (double).
+    model_names : dict of str to str, optional
+        Display names of the models (``"defocus"``, ``"rgb"``).
+    value : {"score", "skill"}
+        The raw alignment score, or the skill ``(score - floor) / (1 - floor)``
+        when the analysis has it.
 
     Returns
     -------
     matplotlib.figure.Figure
+        Its caption (:func:`analysis.style.caption_of`) says what is drawn.
     """
-    from analysis.style import figure, group_colors, publication_style, unavailable_figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
+    from analysis.style import (
+        column_width,
+        figure,
+        group_colors,
+        model_name,
+        publication_style,
+        set_caption,
+        unavailable_figure,
+    )
+
+    column_width(width)
+    bins = check_positive_int(bins, "bins")
+    if value not in ("score", "skill"):
+        raise ValueError(f"value must be 'score' or 'skill', got {value!r}")
     per = analysis.per_sample
+    if value not in per.columns:
+        return unavailable_figure(
+            f"the alignment analysis has no {value!r} column", "alignment " + value, width
+        )
+    per = per[np.isfinite(per[value].to_numpy(dtype=np.float64))]
     if per.empty:
-        reason = "; ".join(f"{k}: {v}" for k, v in analysis.unavailable.items()) or "no pairs"
-        return unavailable_figure(reason, "alignment scores")
-    models = list(dict.fromkeys([*per["model"].unique(), *analysis.unavailable]))
-    models = [m for m in models if m in MODEL_FIELDS]
-    colors = group_colors(["real", *per["group"].unique()])
-    edges = np.linspace(0, 1, bins + 1)
+        reason = "; ".join(f"{k}: {v}" for k, v in analysis.unavailable.items())
+        return unavailable_figure(reason or "no fake has a real partner", "alignment", width)
+    models = [m for m in MODEL_FIELDS if m in set(per["model"])]
+    groups = list(dict.fromkeys(per["group"]))
+    colors = group_colors(["real", *groups])
+    has_floor = "floor" in per.columns and value == "score"
+    if value == "score":
+        edges = np.linspace(0.0, 1.0, bins + 1)
+    else:
+        lo = min(-0.1, float(per[value].min()))
+        hi = max(1.0, float(per[value].max()))
+        edges = np.linspace(lo, hi, bins + 1)
+    summ = analysis.summary.set_index(["group", "model"]) if value == "score" else None
     with publication_style():
-        fig = figure(3.4 * len(models), 3.0)
-        axes = fig.subplots(1, len(models), squeeze=False)[0]
-        for ax, m in zip(axes, models, strict=False):
-            sub = per[per["model"] == m]
-            ax.set_title(f"{m} model")
-            ax.set_xlabel("alignment score")
-            if sub.empty:
-                ax.text(
-                    0.5,
-                    0.5,
-                    "unavailable:\n" + analysis.unavailable.get(m, ""),
-                    ha="center",
-                    va="center",
-                    transform=ax.transAxes,
-                    wrap=True,
-                )
+        fig = figure(width, _grid_height(width, len(groups), len(models)))
+        axes = _panel_grid(fig, groups, models, width, sharex="all")
+        stats = {}
+        for (g, m), ax in axes.items():
+            sub = per[(per["group"] == g) & (per["model"] == m)][value].to_numpy(np.float64)
+            if sub.size == 0:
+                stats[(g, m)] = "no pairs"
                 continue
-            for g, gs in sub.groupby("group", sort=False):
-                ax.hist(
-                    gs["score"],
-                    bins=edges,
-                    color=colors[g],
-                    alpha=0.55,
-                    label=f"{g} ({gs['score'].mean():.2f} ± {gs['score'].std():.2f})",
-                )
-                null = analysis.null.get((g, m))
-                if null is not None:
-                    ax.axvline(null.mean(), color=colors[g], ls="--", lw=1)
-            ax.set_xlim(0, 1)
-            ax.legend(fontsize=7)
-        axes[0].set_ylabel("fake samples")
+            ax.hist(sub, bins=edges, color=colors[g], edgecolor="white", linewidth=0.4)
+            ax.axvline(sub.mean(), color="black", lw=1.0)
+            if has_floor:
+                floor = per[(per["group"] == g) & (per["model"] == m)]["floor"].mean()
+                ax.axvline(floor, color="#555555", lw=1.0, ls=(0, (3, 1.5)))
+            null = analysis.null.get((g, m))
+            if null is not None and value == "score":
+                ax.axvline(float(np.mean(null)), color="#555555", lw=1.0, ls=(0, (1, 1)))
+            if value == "skill":
+                ax.axvline(0.0, color="#555555", lw=1.0, ls=(0, (3, 1.5)))
+            text = f"n={sub.size}, mean {sub.mean():.2f}"
+            row = summ.loc[(g, m)] if summ is not None and (g, m) in summ.index else None
+            if row is not None and np.isfinite(row.get("ci_low", np.nan)):
+                text += f" [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+            stats[(g, m)] = text
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=4 if width == "single" else 3))
+        label = "alignment score" if value == "score" else "skill (score − floor) / (1 − floor)"
+        names = {k: (k[0], model_name(k[1], model_names)) for k in axes}
+        _facet_titles(axes, width, names, stats, "fakes")
+        for ax in axes.values():
+            if ax.get_subplotspec().is_last_row():
+                ax.set_xlabel(label)
+        ax0 = next(iter(axes.values()))
+        ax0.set_xlim(edges[0], edges[-1])
+        handles = [Line2D([], [], color="black", lw=1.0, label="mean")]
+        if has_floor:
+            handles.append(Line2D([], [], color="#555555", lw=1.0, ls=(0, (3, 1.5)),
+                                  label="no-information floor (constant attribution)"))  # fmt: skip
+        if value == "skill":
+            handles.append(Line2D([], [], color="#555555", lw=1.0, ls=(0, (3, 1.5)),
+                                  label="0 = no better than a constant attribution"))  # fmt: skip
+        if analysis.null and value == "score":
+            handles.append(Line2D([], [], color="#555555", lw=1.0, ls=(0, (1, 1)),
+                                  label="mean under shuffled attributions"))  # fmt: skip
+        fig.legend(handles=handles, loc="outside lower center",
+                   ncols=1 if width == "single" else len(handles))  # fmt: skip
+    n_boot = None
+    if summ is not None and "n_boot" in analysis.summary.columns:
+        n_boot = int(analysis.summary["n_boot"].iloc[0])
+    if value == "score":
+        what = (
+            "the paper's Shapley alignment score: the overlap (histogram intersection, 0 to 1) "
+            f"of the {bins}-bin histogram over the fake map's defocus levels weighted by "
+            "|fake − real| with the one weighted by the model's |attribution|; 1 = the "
+            "attribution mass sits exactly at the defocus levels where the maps differ"
+        )
+    else:
+        what = (
+            "the alignment skill (score − floor) / (1 − floor): 0 = no better than a constant "
+            "attribution, 1 = attribution proportional to |fake − real|"
+        )
+    caption = (
+        f"Per fake sample paired with its real source, {what}; one panel per manipulation "
+        f"and model ({', '.join(model_name(m, model_names) for m in models)}), all on the same "
+        "axes. Titles: n fakes, the mean"
+        + (
+            f" and its 95 % bootstrap confidence interval"
+            f"{f' ({n_boot} resamples)' if n_boot else ''} in brackets"
+            if summ is not None
+            else ""
+        )
+        + ". Solid line: the mean."
+    )
+    if has_floor:
+        caption += (
+            " Dashed: the mean score of a constant attribution on the same pairs (what an "
+            "attribution carrying no information gets)."
+        )
+    if analysis.null and value == "score":
+        caption += (
+            " Dotted: the mean score when each fake is scored with another sample's "
+            "attribution (shuffled-attribution null)."
+        )
+    set_caption(fig, caption)
     return fig
 
 
-def plot_permutation_null(analysis: AlignmentAnalysis):
-    """Permutation-null distributions of the mean score with the observed mean, per group and model.
+def plot_permutation_null(
+    analysis: AlignmentAnalysis, *, width="double", model_names: dict | None = None
+):
+    """Shuffled-attribution null of the mean score against the observed mean, per group and model.
+
+    A grid (groups in rows at single width, in columns at double width); the
+    two models of a group share the x scale, every panel the y scale. Each
+    title gives the one-sided p-value with its resolution (the number of
+    permutations, and the smallest p they can give).
+
+    Parameters
+    ----------
+    analysis : AlignmentAnalysis
+    width : {"single", "double"}
+    model_names : dict of str to str, optional
+        Display names of the models (``"defocus"``, ``"rgb"``).
 
     Returns
     -------
     matplotlib.figure.Figure
+        Its caption (:func:`analysis.style.caption_of`) says what is drawn.
     """
-    from analysis.style import figure, group_colors, publication_style, unavailable_figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
 
+    from analysis.style import (
+        column_width,
+        figure,
+        group_colors,
+        model_name,
+        publication_style,
+        set_caption,
+        unavailable_figure,
+    )
+
+    column_width(width)
     if not analysis.null:
+        reason = "; ".join(f"{k}: {v}" for k, v in analysis.unavailable.items())
         return unavailable_figure(
-            "no permutation null was computed (too few pairs or n_permutations=0)",
+            reason
+            or "no permutation null was computed (fewer than 2 pairs per group, or "
+            "n_permutations=0)",
             "permutation null",
+            width,
         )
     keys = list(analysis.null)
-    colors = group_colors(["real", *[g for g, _ in keys]])
+    groups = list(dict.fromkeys(g for g, _ in keys))
+    models = [m for m in MODEL_FIELDS if any(k[1] == m for k in keys)]
+    colors = group_colors(["real", *groups])
     summ = analysis.summary.set_index(["group", "model"])
+    sizes = sorted({int(np.size(v)) for v in analysis.null.values()})
+    edges = {}  # one set of bins per group: its two models share the x scale
+    for g in groups:
+        vals = [v for (h, _), v in analysis.null.items() if h == g]
+        vals += [summ.loc[k, "observed_null_subset"] for k in analysis.null if k[0] == g]
+        lo = min(float(np.min(v)) for v in vals)
+        hi = max(float(np.max(v)) for v in vals)
+        pad = 0.05 * (hi - lo or 1e-3)
+        edges[g] = np.linspace(lo - pad, hi + pad, 21)
     with publication_style():
-        fig = figure(3.0 * len(keys), 2.8)
-        axes = fig.subplots(1, len(keys), squeeze=False)[0]
-        for ax, (g, m) in zip(axes, keys, strict=False):
-            null = analysis.null[(g, m)]
-            ax.hist(null, bins=20, color=colors[g], alpha=0.6, label="null (shuffled attributions)")
-            obs = summ.loc[(g, m), "observed_null_subset"]
-            p = summ.loc[(g, m), "p_value"]
-            ax.axvline(obs, color="k", lw=1.5, label=f"observed {obs:.3f} (p={p:.2g})")
-            ax.set_title(f"{g} / {m} model", fontsize=9)
-            ax.set_xlabel("mean alignment score")
-            ax.legend(fontsize=6)
-        axes[0].set_ylabel("permutations")
+        fig = figure(width, _grid_height(width, len(groups), len(models)))
+        axes = _panel_grid(fig, groups, models, width, sharex="group")
+        stats = {}
+        for (g, m), ax in axes.items():
+            null = analysis.null.get((g, m))
+            if null is None:
+                stats[(g, m)] = "no null"
+                continue
+            obs = float(summ.loc[(g, m), "observed_null_subset"])
+            p = float(summ.loc[(g, m), "p_value"])
+            ax.hist(null, bins=edges[g], color=colors[g], edgecolor="white", linewidth=0.4)
+            ax.axvline(obs, color="black", lw=1.2)
+            stats[(g, m)] = f"p = {p:.2g} ({null.size} perm.; min {1 / (null.size + 1):.2g})"
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=3))
+            ax.tick_params(axis="x", labelsize=6)
+        names = {k: (k[0], model_name(k[1], model_names)) for k in axes}
+        _facet_titles(axes, width, names, stats, "permutations")
+        for ax in axes.values():
+            if ax.get_subplotspec().is_last_row():
+                ax.set_xlabel("mean alignment score")
+        handles = [
+            Patch(facecolor="#999999", edgecolor="white", label="null: mean score with shuffled "
+                  "attributions\n(one per permutation; colour = manipulation)"),
+            Line2D([], [], color="black", lw=1.2, label="observed mean score"),
+        ]  # fmt: skip
+        fig.legend(handles=handles, loc="outside lower center", ncols=1)
+    n_used = sorted({int(v) for v in analysis.summary.get("null_n", []) if v == v and v > 0})
+    set_caption(
+        fig,
+        "Does each fake's attribution belong to that fake? For each manipulation and model ("
+        + ", ".join(model_name(m, model_names) for m in models)
+        + "), the mean alignment score over "
+        + (
+            f"the first {n_used[0]} pairs of each manipulation"
+            if len(n_used) == 1
+            else f"the first {n_used[0]} to {n_used[-1]} pairs of each manipulation"
+            if n_used
+            else "the pairs"
+        )
+        + " when every fake is scored with another sample's attribution (a random "
+        f"derangement; {', '.join(map(str, sizes))} permutations), against the observed mean "
+        "on the same pairs (black line). p: one-sided permutation p-value, (1 + #null ≥ "
+        'observed) / (1 + permutations); with n permutations no p below 1/(n + 1) ("min") can '
+        "occur. This tests whether attributions are specific to their sample, not whether "
+        "they beat an attribution carrying no information.",
+    )
     return fig

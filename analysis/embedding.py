@@ -425,47 +425,128 @@ def embedding_from_cache(
     )
 
 
-def plot_embedding_sweep(analysis: EmbeddingAnalysis, point_size: float = 4.0):
-    """Scatter of the embedding coloured by group, one panel per perplexity.
+def _model_of_field(field_name: str) -> str:
+    """``"features_defocus"`` -> ``"defocus"``."""
+    return field_name.removeprefix("features_")
 
-    Reals are circles, fakes crosses; each panel's title gives trustworthiness
-    and the silhouette by label.
+
+def plot_embedding_sweep(
+    analysis: EmbeddingAnalysis,
+    point_size: float | None = None,
+    *,
+    width="double",
+    model_names: dict | None = None,
+):
+    """Scatter of the embedding, one panel per perplexity, naming the model whose features it shows.
+
+    Reals are blue circles, each manipulation its own colour and marker
+    (opaque, drawn above the reals). Each panel's title gives its
+    trustworthiness ("trust.", k = 5 neighbours) and the silhouette of real
+    vs fake ("silh.").
+
+    Parameters
+    ----------
+    analysis : EmbeddingAnalysis
+    point_size : float, optional
+        Marker area in pt² (default: from the number of points).
+    width : {"single", "double"}
+        Paper width: two panels per row (single) or four (double).
+    model_names : dict of str to str, optional
+        Display names of the models (``"defocus"``, ``"rgb"``).
 
     Returns
     -------
     matplotlib.figure.Figure
+        Its caption (:func:`analysis.style.caption_of`) says what is drawn.
     """
-    from analysis.style import figure, group_colors, publication_style, unavailable_figure
+    from analysis.style import (
+        column_width,
+        figure,
+        group_colors,
+        group_markers,
+        model_name,
+        publication_style,
+        set_caption,
+        unavailable_figure,
+    )
 
+    column_width(width)
+    model = model_name(_model_of_field(analysis.field), model_names)
     if analysis.coords.empty:
         reason = "; ".join(f"{k}: {v}" for k, v in analysis.unavailable.items()) or "no samples"
-        return unavailable_figure(reason, "embedding")
+        return unavailable_figure(reason, f"embedding of the {model}'s features", width)
     df = analysis.coords
-    settings = list(dict.fromkeys(df["perplexity"].tolist()))
-    colors = group_colors(["real", *df["group"].unique()])
+    perp = df["perplexity"].to_numpy(dtype=np.float64)
+    settings = sorted(set(perp[~np.isnan(perp)].tolist())) + (
+        [float("nan")] if np.isnan(perp).any() else []
+    )
+    groups = list(dict.fromkeys(["real", *df["group"].unique()]))
+    groups = [g for g in groups if g in set(df["group"])]
+    colors = group_colors(["real", *groups])
+    markers = group_markers(["real", *groups])
     metrics = analysis.metrics.set_index("perplexity") if not analysis.metrics.empty else None
+    n_points = int(len(df) / max(1, len(settings)))
+    size = point_size if point_size is not None else float(np.clip(900.0 / n_points, 3.0, 18.0))
+    per_row = min(len(settings), 2 if width == "single" else 4)
+    n_rows = -(-len(settings) // per_row)
+    panel = min((column_width(width) - 0.1) / per_row, 1.9)
+    method = analysis.method.upper() if analysis.method != "tsne" else "t-SNE"
     with publication_style():
-        fig = figure(3.0 * len(settings) + 1.2, 3.2)
-        axes = fig.subplots(1, len(settings), squeeze=False)[0]
+        fig = figure(width, n_rows * (panel + 0.3) + 0.55)
+        axes = fig.subplots(n_rows, per_row, squeeze=False).ravel()
+        for ax in axes[len(settings) :]:
+            ax.set_axis_off()
+        handles = {}
         for ax, p in zip(axes, settings, strict=False):
             sub = df[df["perplexity"].isna()] if p != p else df[df["perplexity"] == p]
-            for g, gs in sub.groupby("group", sort=False):
-                ax.scatter(
-                    gs["x"],
-                    gs["y"],
-                    s=point_size,
-                    color=colors[g],
-                    label=g,
-                    lw=0.3,
-                    marker="o" if gs["label"].iloc[0] == 0 else "x",
-                    alpha=0.8,
-                )
-            title = analysis.method.upper() if p != p else f"perplexity {p:g}"
+            for z, g in enumerate(groups):
+                gs = sub[sub["group"] == g]
+                if gs.empty:
+                    continue
+                handles[g] = ax.scatter(
+                    gs["x"], gs["y"], s=size, color=colors[g], marker=markers[g],
+                    edgecolors="white" if g == "real" else "black", linewidths=0.25,
+                    zorder=2 + z, label=f"{g} (n={len(gs)})",
+                )  # fmt: skip
+            title = method if p != p else f"perplexity {p:g}"
             if metrics is not None:
                 row = metrics.loc[p] if p == p else metrics.iloc[0]
-                title += f"\nT={row['trustworthiness']:.3f}, sil={row['silhouette_label']:.2f}"
-            ax.set_title(title, fontsize=9)
+                title += (
+                    f"\ntrust. {row['trustworthiness']:.2f} · silh. {row['silhouette_label']:+.2f}"
+                )
+            ax.set_title(title, fontsize=7)
             ax.set_xticks([])
             ax.set_yticks([])
-        axes[-1].legend(fontsize=7, markerscale=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+            ax.set_aspect("equal", adjustable="datalim")
+            for spine in ax.spines.values():
+                spine.set_visible(True)
+                spine.set_linewidth(0.4)
+        fig.suptitle(f"{method} of penultimate features: {model}", fontsize=8)
+        fig.legend(
+            handles=list(handles.values()), loc="outside lower center",
+            ncols=min(len(handles), 2 if width == "single" else 4), markerscale=1.3,
+        )  # fmt: skip
+    shown = [f"{p:g}" for p in settings if p == p]
+    what = ("perplexity " + ", ".join(shown)) if shown else "one embedding"
+    k = min(5, max(1, (n_points - 1) // 2 - 1))  # as embedding_from_cache chooses it
+    skipped = [k for k in analysis.unavailable if k.startswith("perplexity")]
+    set_caption(
+        fig,
+        f"{method} of the {model}'s penultimate features for {n_points} images "
+        f"({', '.join(f'{g}' for g in groups)}), one panel per setting ({what}); reals are "
+        "circles, each manipulation its own colour and marker. "
+        + (
+            "Axes: the first two principal components. "
+            if analysis.method == "pca"
+            else "Axes have no units. "
+        )
+        + f"trust.: trustworthiness of the embedding (k = {k} neighbours; 1 = every embedding "
+        "neighbour is a true neighbour); silh.: silhouette of real vs fake in the embedding "
+        "(-1 to 1; near 0: the two classes are mixed)."
+        + (
+            f" Not drawn: {'; '.join(f'{k}: {analysis.unavailable[k]}' for k in skipped)}."
+            if skipped
+            else ""
+        ),
+    )
     return fig

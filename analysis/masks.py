@@ -363,8 +363,22 @@ def masks_from_cache(
 # --------------------------------------------------------------------------- figures
 
 
-def plot_mask_gallery(analysis: MaskAnalysis, threshold: float = 0.1, n: int = 3):
+def _share(count: int, total: int, sep: str = " ") -> str:
+    """``"1414 of 4096 px (35 %)"`` (``sep`` before the percentage)."""
+    pct = 100.0 * count / total if total else float("nan")
+    digits = 0 if pct >= 10 or pct == 0 else 1
+    return f"{count} of {total} px{sep}({pct:.{digits}f} %)"
+
+
+def plot_mask_gallery(
+    analysis: MaskAnalysis, threshold: float = 0.1, n: int = 3, *, width="double"
+):
     """Gallery of fake map, real map, binary mask (and ground truth) for a few pairs per group.
+
+    Defocus maps share one grey scale (0 = sharpest, 1 = most blurred) and
+    both masks one two-colour map, each with a colour bar. Under each mask:
+    its activated pixels as "k of N px (p %)". A fake whose ground-truth mask
+    is empty (a global manipulation) or that has none gets an "n/a" panel.
 
     Parameters
     ----------
@@ -373,81 +387,179 @@ def plot_mask_gallery(analysis: MaskAnalysis, threshold: float = 0.1, n: int = 3
         ``T`` of the shown mask.
     n : int
         Pairs per group.
+    width : {"single", "double"}
+        Paper width: one pair per row (single) or two (double).
 
     Returns
     -------
     matplotlib.figure.Figure
+        Its caption (:func:`analysis.style.caption_of`) says what is drawn.
     """
-    from analysis.style import SEQUENTIAL_CMAP, figure, publication_style, unavailable_figure
+    from analysis.style import (
+        DEFOCUS_CMAP,
+        MASK_CMAP,
+        blank_panel,
+        colorbar,
+        column_width,
+        image_grid,
+        label_sample,
+        publication_style,
+        set_caption,
+        unavailable_figure,
+    )
 
+    column_width(width)
     t = check_threshold(threshold)
     rows = [(g, i) for g, v in analysis.gallery.items() for i in range(min(n, len(v["id"])))]
     if not rows:
-        reason = analysis.unavailable.get("masks", "no pairs")
-        return unavailable_figure(reason, "binary masks")
+        reason = analysis.unavailable.get("masks", "no fake has a real partner")
+        return unavailable_figure(reason, "binary masks", width)
     with_truth = any(v["truth"] is not None for v in analysis.gallery.values())
-    cols = ["fake map", "real map", f"|fake - real| > {t:g}"] + (
-        ["ground truth"] if with_truth else []
+    cols = ["fake map", "real map", f"|fake − real|\n> {t:g}"] + (
+        ["ground-truth\nmask"] if with_truth else []
     )
+    n_na = 0
     with publication_style():
-        fig = figure(2.0 * len(cols), 2.0 * len(rows))
-        axes = fig.subplots(len(rows), len(cols), squeeze=False)
+        fig, axes, bars = image_grid(
+            width, len(rows), cols, n_bars=2, title_height=0.3, row_extra=0.16
+        )
+        im_map = im_mask = None
         for r, (g, i) in enumerate(rows):
             v = analysis.gallery[g]
-            mask = np.abs(v["fake"][i] - v["real"][i]) > t
-            panels = [v["fake"][i], v["real"][i], mask]
+            row = axes[r]
+            mask = np.abs(v["fake"][i].astype(np.float64) - v["real"][i]) > t
+            total = mask.size
+            for c, m in enumerate((v["fake"][i], v["real"][i])):
+                im_map = row[c].imshow(m, cmap=DEFOCUS_CMAP, vmin=0.0, vmax=1.0)
+            im_mask = row[2].imshow(mask.astype(np.uint8), cmap=MASK_CMAP, vmin=0, vmax=1)
+            row[2].set_xlabel(_share(int(mask.sum()), total, "\n"), fontsize=5.5, labelpad=1.5)
             if with_truth:
-                panels.append(v["truth"][i] if v["truth"] is not None else None)
-            for c, img in enumerate(panels):
-                ax = axes[r, c]
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if img is None:
-                    ax.text(
-                        0.5, 0.5, "unavailable", ha="center", va="center", transform=ax.transAxes
-                    )
-                elif c < 2:
-                    ax.imshow(img, cmap=SEQUENTIAL_CMAP, vmin=0, vmax=1)
+                truth = None if v["truth"] is None else v["truth"][i]
+                if truth is None:
+                    blank_panel(row[3], "n/a\nno mask\nfor this\ngroup", 5.5)
+                    n_na += 1
+                elif not truth.any():
+                    blank_panel(row[3], "n/a\nno localised\nmask\n(all 0)", 5.5)
+                    n_na += 1
                 else:
-                    ax.imshow(img, cmap="gray", vmin=0, vmax=1)
-                if r == 0:
-                    ax.set_title(cols[c])
-            axes[r, 0].set_ylabel(f"{g}\n{v['id'][i]}", fontsize=7)
-            axes[r, 2].set_xlabel(f"{int(mask.sum())} px", fontsize=7)
+                    row[3].imshow(truth.astype(np.uint8), cmap=MASK_CMAP, vmin=0, vmax=1)
+                    row[3].set_xlabel(_share(int(truth.sum()), truth.size, "\n"), fontsize=5.5,
+                                      labelpad=1.5)  # fmt: skip
+            label_sample(row[0], v["id"][i], g)
+        colorbar(fig, im_map, cax=bars[0], orientation="horizontal", ticks=[0, 0.5, 1],
+                 label="defocus (normalised):\n0 sharpest, 1 most blurred")  # fmt: skip
+        cb = colorbar(fig, im_mask, cax=bars[1], orientation="horizontal", label="mask",
+                      ticks=[0.25, 0.75])  # fmt: skip
+        cb.set_ticklabels(["0", "1"])
+        cb.set_label("mask: 1 = |fake − real| > T\n(or manipulated, ground truth)", fontsize=7)
+    groups = list(dict.fromkeys(g for g, _ in rows))
+    per_group = {g: sum(1 for h, _ in rows if h == g) for g in groups}
+    counts = ", ".join(f"{per_group[g]} {g}" for g in groups)
+    caption = (
+        f"{len(rows)} fake/real pairs ({counts}; the first pairs of each group in the cache). "
+        "Per pair: the fake's and the real source's normalised defocus maps (grey: 0 = "
+        f"sharpest, 1 = most blurred in that image), and the binary mask |fake − real| > {t:g} "
+        "(vermillion = activated) with its activated pixels."
+    )
+    if with_truth:
+        caption += " Last column: the ground-truth manipulation mask"
+        caption += (
+            f"; n/a ({n_na} panels) where the fake has no localised mask (an all-zero mask: a "
+            "global manipulation, or none given)."
+            if n_na
+            else "."
+        )
+    else:
+        caption += " The cache has no ground-truth 'mask' field."
+    set_caption(fig, caption)
     return fig
 
 
-def plot_threshold_sweep(analysis: MaskAnalysis):
-    """Mean activated pixels against threshold (log-scaled axes), one line per group.
+def plot_threshold_sweep(analysis: MaskAnalysis, *, width="double"):
+    """Plot the fraction of pixels activated per pair against the threshold, one line per group.
 
-    The shaded band is the interquartile range of the per-pair counts; the
-    y axis turns symmetric-log (zero counts stay visible) when the means span
-    more than a factor 20.
+    Each point is the median over pairs; the vertical bars span the
+    interquartile range (25th to 75th percentile) of the per-pair fractions.
+    Groups are offset slightly along x so that no bars overlap. The y axis
+    turns logarithmic when the medians span more than a factor 20.
+
+    Parameters
+    ----------
+    analysis : MaskAnalysis
+    width : {"single", "double"}
 
     Returns
     -------
     matplotlib.figure.Figure
+        Its caption (:func:`analysis.style.caption_of`) says what is drawn.
     """
-    from analysis.style import figure, group_colors, publication_style, unavailable_figure
+    from analysis.style import (
+        column_width,
+        figure,
+        group_colors,
+        group_markers,
+        publication_style,
+        set_caption,
+        unavailable_figure,
+    )
 
+    column_width(width)
     if analysis.counts.empty:
-        return unavailable_figure(analysis.unavailable.get("masks", "no pairs"), "threshold sweep")
-    colors = group_colors(["real", *analysis.counts["group"].unique()])
+        return unavailable_figure(
+            analysis.unavailable.get("masks", "no fake has a real partner"),
+            "threshold sweep",
+            width,
+        )
+    total = None
+    for v in analysis.gallery.values():
+        if len(v["id"]):
+            total = int(np.prod(np.shape(v["fake"])[1:]))
+            break
+    counts = analysis.counts.copy()
+    counts["value"] = counts["count"].astype(np.float64) / (total or 1)
+    groups = list(counts["group"].unique())
+    colors = group_colors(["real", *groups])
+    markers = group_markers(["real", *groups])
+    offsets = np.linspace(-0.06, 0.06, len(groups)) if len(groups) > 1 else [0.0]
+    stats = {}
+    for g, sub in counts.groupby("group", sort=False):
+        stats[g] = sub.groupby("threshold")["value"].agg(
+            mid="median", q1=lambda s: s.quantile(0.25), q3=lambda s: s.quantile(0.75), n="count"
+        )
+    means = np.concatenate([q["mid"].to_numpy() for q in stats.values()])
+    positive = means[means > 0]
+    log_y = positive.size == means.size and means.max() > 20 * positive.min()
     with publication_style():
-        fig = figure(4.5, 3.2)
+        fig = figure(width, 2.4 if width == "single" else 2.6)
         ax = fig.add_subplot()
-        for g, sub in analysis.counts.groupby("group", sort=False):
-            q = sub.groupby("threshold")["count"].agg(
-                mean="mean", q1=lambda s: s.quantile(0.25), q3=lambda s: s.quantile(0.75)
-            )
-            ax.plot(q.index, q["mean"], marker="o", color=colors[g], label=g)
-            ax.fill_between(q.index, q["q1"], q["q3"], color=colors[g], alpha=0.2, lw=0)
+        for j, g in enumerate(groups):
+            q = stats[g]
+            x = q.index.to_numpy() * 10 ** offsets[j]
+            ax.errorbar(
+                x, q["mid"], yerr=[q["mid"] - q["q1"], q["q3"] - q["mid"]], color=colors[g],
+                marker=markers[g], ms=3.5, lw=1.0, elinewidth=0.8, capsize=1.5,
+                label=f"{g} (n={int(q['n'].max())})",
+            )  # fmt: skip
         ax.set_xscale("log")
-        means = analysis.counts.groupby(["group", "threshold"])["count"].mean()
-        if means.max() > 20 * max(means.min(), 1.0):  # wide range: log y, zeros kept by symlog
-            ax.set_yscale("symlog", linthresh=1.0)
-        ax.set_xlabel("threshold T")
-        ax.set_ylabel("activated pixels per pair")
-        ax.legend(title="manipulation")
-        ax.set_title("binary mask area (mean; band: interquartile range)")
+        if log_y:
+            ax.set_yscale("log")
+        elif total:
+            ax.set_ylim(0, 1.05)
+        ax.set_xlabel("threshold T on |fake − real| (log scale)")
+        ax.set_ylabel("fraction of pixels activated" if total else "activated pixels per pair")
+        if width == "single":
+            fig.legend(loc="outside lower center", ncols=2, title="manipulation (pairs)")
+        else:
+            ax.legend(title="manipulation (pairs)", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    thresholds = sorted(counts["threshold"].unique())
+    unit = f"fraction of the {total} pixels of a map" if total else "activated pixel count"
+    set_caption(
+        fig,
+        f"Binary mask |fake − real| > T per fake/real pair, as the {unit}, for "
+        f"{len(thresholds)} thresholds T from {thresholds[0]:g} to {thresholds[-1]:g}. "
+        "Points: median over the pairs of each manipulation (n in the legend); bars: "
+        "interquartile range (25th to 75th percentile) of the pairs; groups are offset "
+        "slightly along T so their bars do not overlap."
+        + (" Logarithmic y axis." if log_y else ""),
+    )
     return fig

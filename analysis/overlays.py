@@ -3,9 +3,9 @@
 For a few samples, :func:`overlays_from_cache` gathers the image (the
 ``image`` field, when the cache holds it), the defocus map and both models'
 attributions; :func:`plot_attribution_overlays` draws, per sample, the image,
-the defocus map, and ``|attr|`` of each model (the RGB model's summed over
-channels) as a translucent heat layer over the image (over the defocus map
-when the cache holds no image).
+the defocus map and each model's attribution map as separate panels (nothing
+blended), both models on one colour scale: signed Shapley values on a
+diverging map centred on 0, or ``|attr|`` on a sequential one.
 """
 
 from __future__ import annotations
@@ -71,85 +71,176 @@ def overlays_from_cache(
     return out
 
 
-def plot_attribution_overlays(samples: dict, alpha: float = 0.55, percentile: float = 99.0):
-    """Image, defocus map and each model's ``|attr|`` over the image, one row per sample.
+def _signed_map(attr: np.ndarray, side: int) -> np.ndarray:
+    """Per-pixel signed attribution: summed over channels, resized to ``side`` when needed."""
+    from analysis.alignment import _resize
+
+    a = np.asarray(attr, dtype=np.float64)
+    if a.ndim == 3:
+        a = a.sum(axis=0)
+    if a.shape != (side, side):
+        a = _resize(a[None], side)[0]
+    return a
+
+
+def plot_attribution_overlays(
+    samples: dict,
+    percentile: float = 99.0,
+    *,
+    signed: bool = True,
+    width: str = "double",
+    model_names: dict | None = None,
+):
+    """Image, defocus map and each model's attribution map side by side, per sample.
+
+    Nothing is blended: the image, the defocus map and the two attribution
+    maps are separate panels. Both models' attributions share one colour
+    scale (so they can be compared), with a colour bar: signed Shapley values
+    on a diverging map centred on 0 (``signed=True``), or ``|attr|`` on the
+    sequential map. The RGB model's attributions are summed over the three
+    channels (signed, or ``sum |attr|``) and resized to the defocus map's side.
 
     Parameters
     ----------
     samples : dict
         From :func:`overlays_from_cache`.
-    alpha : float
-        Opacity of the attribution layer.
     percentile : float
-        Each heat layer is scaled to [0, this percentile of its |attr|].
+        The shared scale ends at this percentile of ``|attr|`` over every
+        attribution panel (values beyond get the end colours; the bar shows it).
+    signed : bool
+        Signed attributions (diverging map) or magnitudes (sequential map).
+    width : {"single", "double"}
+        Paper width: one sample per row (single) or two (double).
+    model_names : dict of str to str, optional
+        Display names of ``"defocus"`` and ``"rgb"``.
 
     Returns
     -------
     matplotlib.figure.Figure
+        Its caption (:func:`analysis.style.caption_of`) says what is drawn.
     """
     from analysis.alignment import attribution_weights
-    from analysis.style import SEQUENTIAL_CMAP, figure, publication_style, unavailable_figure
+    from analysis.style import (
+        DEFOCUS_CMAP,
+        DIVERGING_CMAP,
+        SEQUENTIAL_CMAP,
+        blank_panel,
+        colorbar,
+        column_width,
+        image_grid,
+        label_sample,
+        model_name,
+        publication_style,
+        set_caption,
+        shared_norm,
+        signed_ticks,
+        symmetric_norm,
+        unavailable_figure,
+    )
 
+    column_width(width)
+    if not 0 < percentile <= 100:
+        raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+    title = "attribution maps"
     k = len(samples["id"])
     if k == 0:
-        return unavailable_figure("no samples", "attribution overlays")
+        return unavailable_figure("the cache holds no sample to show", title, width)
     image = samples.get("image")
     defocus = samples.get("defocus")
-    if image is None and defocus is None:
-        return unavailable_figure(
-            "the cache has neither 'image' nor 'defocus'", "attribution overlays"
-        )
-    on = "on image" if image is not None else "on defocus map (no image)"
-    cols = ["image", "defocus map", f"defocus model |attr|\n{on}", f"RGB model Σ|attr|\n{on}"]
+    attrs = {m: samples.get(f) for m, f in (("defocus", "attr_defocus"), ("rgb", "attr_rgb"))}
+    if all(a is None for a in attrs.values()):
+        reasons = "; ".join(samples["unavailable"].get(f, "") for f in ("attr_defocus", "attr_rgb"))
+        return unavailable_figure(f"no attributions to draw ({reasons})", title, width)
+    if defocus is not None:
+        side = defocus.shape[-1]
+    elif image is not None:
+        side = image.shape[-1]
+    else:
+        side = next(a for a in attrs.values() if a is not None).shape[-1]
+    maps = {}
+    for m, a in attrs.items():
+        if a is None:
+            continue
+        if signed:
+            maps[m] = [_signed_map(a[r], side) for r in range(k)]
+        else:
+            maps[m] = [attribution_weights(a[r], (side, side)) for r in range(k)]
+    shown = [x for v in maps.values() for x in v]
+    norm = symmetric_norm(shown, percentile) if signed else shared_norm(shown, percentile)
+    if not signed:
+        norm.vmin = 0.0
+    cmap = DIVERGING_CMAP if signed else SEQUENTIAL_CMAP
+    names = {m: model_name(m, model_names) for m in attrs}
+    cols = [
+        "image",
+        "defocus map",
+        "defocus model\nattribution",
+        "RGB model\nattribution",
+    ]
     with publication_style():
-        fig = figure(2.0 * len(cols), 2.0 * k)
-        axes = fig.subplots(k, len(cols), squeeze=False)
+        fig, axes, bars = image_grid(width, k, cols, n_bars=2, title_height=0.3)
+        im_map = im_attr = None
         for r in range(k):
-            base = None
+            row = axes[r]
             if image is not None:
-                base = np.transpose(image[r], (1, 2, 0))
-            panels = {
-                0: ("rgb", base),
-                1: ("map", None if defocus is None else defocus[r].astype(np.float32)),
-            }
-            base_for_overlay = base if base is not None else panels[1][1]
-            for c, f in ((2, "attr_defocus"), (3, "attr_rgb")):
-                attr = samples.get(f)
-                if attr is None:
-                    panels[c] = ("missing", f)
-                    continue
-                side = base_for_overlay.shape[:2]
-                w = attribution_weights(attr[r], side)
-                panels[c] = ("overlay", w)
-            for c in range(len(cols)):
-                ax = axes[r, c]
-                ax.set_xticks([])
-                ax.set_yticks([])
-                kind, val = panels[c]
-                if kind == "missing" or val is None:
-                    reason = samples["unavailable"].get(val if kind == "missing" else "image", "")
-                    ax.text(
-                        0.5,
-                        0.5,
-                        "unavailable\n" + reason,
-                        ha="center",
-                        va="center",
-                        transform=ax.transAxes,
-                        fontsize=6,
-                        wrap=True,
-                    )
-                elif kind == "rgb":
-                    ax.imshow(val)
-                elif kind == "map":
-                    ax.imshow(val, cmap="gray", vmin=0, vmax=1)
+                row[0].imshow(np.transpose(image[r], (1, 2, 0)))
+            else:
+                blank_panel(row[0], "n/a:\nno 'image'\nfield")
+            if defocus is not None:
+                im_map = row[1].imshow(defocus[r].astype(np.float32), cmap=DEFOCUS_CMAP,
+                                       vmin=0.0, vmax=1.0)  # fmt: skip
+            else:
+                blank_panel(row[1], "n/a:\nno 'defocus'\nfield")
+            for c, m in ((2, "defocus"), (3, "rgb")):
+                if m in maps:
+                    im_attr = row[c].imshow(maps[m][r], cmap=cmap, norm=norm)
+                    row[c].model = m  # lets tests find each model's panels
                 else:
-                    if base_for_overlay.ndim == 3:
-                        ax.imshow(base_for_overlay)
-                    else:
-                        ax.imshow(base_for_overlay, cmap="gray", vmin=0, vmax=1)
-                    hi = float(np.percentile(val, percentile)) or 1.0
-                    ax.imshow(val, cmap=SEQUENTIAL_CMAP, vmin=0, vmax=hi, alpha=alpha)
-                if r == 0:
-                    ax.set_title(cols[c], fontsize=8)
-            axes[r, 0].set_ylabel(f"{samples['group'][r]}\n{samples['id'][r]}", fontsize=7)
+                    blank_panel(row[c], f"n/a:\nno '{'attr_' + m}'\nfield")
+            label_sample(row[0], samples["id"][r], samples["group"][r])
+        if im_map is not None:
+            colorbar(fig, im_map, cax=bars[0], orientation="horizontal", ticks=[0, 0.5, 1],
+                     label="defocus (normalised):\n0 sharpest, 1 most blurred")  # fmt: skip
+        else:
+            bars[0].set_axis_off()
+        if signed:
+            label = "Shapley value (logit), both models:\nred towards fake, blue towards real"
+            extend = "both"
+        else:
+            label = "|Shapley value| (logit), both models"
+            extend = "max"
+        cb = colorbar(fig, im_attr, cax=bars[1], orientation="horizontal", label=label,
+                      extend=extend if percentile < 100 else "neither")  # fmt: skip
+        if signed:
+            signed_ticks(cb, norm.vmax)
+    groups = list(dict.fromkeys(samples["group"]))
+    counts = {g: list(samples["group"]).count(g) for g in groups}
+    both = " and ".join(names[m] for m in ("defocus", "rgb") if m in maps)
+    if signed:
+        colours = "diverging map centred on 0: red = towards fake, blue = towards real"
+        scale = f"symmetric about 0 up to ±{norm.vmax:.2g} logit"
+    else:
+        colours = "viridis"
+        scale = f"from 0 to {norm.vmax:.2g} logit"
+    if percentile < 100:
+        scale += (
+            f", the {percentile:g}th percentile of |value| over all panels shown "
+            "(larger values take the end colours)"
+        )
+    else:
+        scale += ", the largest |value| shown"
+    missing = [f for f in _FIELDS if samples.get(f) is None]
+    caption = (
+        f"{k} samples ({', '.join(f'{counts[g]} {g}' for g in groups)}; the first of each "
+        "group in the cache). Per sample: the image; its normalised defocus "
+        "map (grey: 0 = sharpest, 1 = most blurred in that image); the "
+        f"{'signed' if signed else 'absolute'} Shapley attributions of the {both} "
+        f"({colours}"
+        + ("; RGB model summed over its three channels" if "rgb" in maps else "")
+        + f"), in logit units, on one colour scale for both models, {scale}."
+    )
+    if missing:
+        caption += " Panels marked n/a: the cache has no " + ", ".join(map(repr, missing))
+        caption += " field."
+    set_caption(fig, caption)
     return fig

@@ -468,8 +468,17 @@ def variance_from_cache(
 # --------------------------------------------------------------------------- figures
 
 
-def plot_variance_heatmaps(analysis: VarianceAnalysis, n: int = 2, percentile: float = 99.0):
-    """Real and fake local-variance maps of a few pairs per group, on ONE colour scale.
+def plot_variance_heatmaps(
+    analysis: VarianceAnalysis, n: int = 2, percentile: float = 100.0, *, width="double"
+):
+    """Real and fake local-variance maps of a few pairs per group on one scale, and fake - real.
+
+    With zero padding (the paper's), the outer ``window // 2`` pixels mix in
+    the padded zeros, which inflates the local variance there; that border
+    band is outlined (dashed) and left out of the colour scale, whose top is
+    the ``percentile`` of the interior values (values above it take the top
+    colour, shown by the bar's arrow). The difference fake − real uses a
+    diverging map centred on 0.
 
     Parameters
     ----------
@@ -477,77 +486,158 @@ def plot_variance_heatmaps(analysis: VarianceAnalysis, n: int = 2, percentile: f
     n : int
         Pairs per group.
     percentile : float
-        Upper end of the shared scale as a percentile of all shown values
-        (100: the maximum), so a few extreme pixels do not wash out the rest.
+        Top of the shared scale as a percentile of the interior values of all
+        shown maps (100: their maximum).
+    width : {"single", "double"}
+        Paper width: one pair per row (single) or two (double).
 
     Returns
     -------
     matplotlib.figure.Figure
+        Its caption (:func:`analysis.style.caption_of`) says what is drawn.
     """
+    from matplotlib.patches import Rectangle
+
     from analysis.style import (
+        DIVERGING_CMAP,
         SEQUENTIAL_CMAP,
-        figure,
+        colorbar,
+        column_width,
+        image_grid,
+        label_sample,
         publication_style,
+        set_caption,
         shared_norm,
+        signed_ticks,
+        symmetric_norm,
         unavailable_figure,
     )
 
+    column_width(width)
+    if not 0 < percentile <= 100:
+        raise ValueError(f"percentile must be in (0, 100], got {percentile}")
     rows = [(g, i) for g, h in analysis.heatmaps.items() for i in range(min(n, len(h["id"])))]
     if not rows:
         return unavailable_figure(
-            analysis.unavailable.get("heatmaps", analysis.unavailable.get("variance", "no pairs")),
+            analysis.unavailable.get(
+                "heatmaps", analysis.unavailable.get("variance", "no fake has a real partner")
+            ),
             "local variance heatmaps",
+            width,
         )
-    shown = [analysis.heatmaps[g][k][i] for g, i in rows for k in ("real", "fake")]
-    norm = shared_norm(shown, percentile)
+    padding = getattr(analysis, "padding", "zeros")
+    pad_name = {"zeros": "zero"}.get(padding, padding)
+    w = analysis.window
+    band = w // 2 if padding == "zeros" else 0
+    maps = [(analysis.heatmaps[g]["real"][i], analysis.heatmaps[g]["fake"][i]) for g, i in rows]
+    side = maps[0][0].shape
+    interior = np.zeros(side, bool)
+    if band and min(side) > 2 * band:
+        interior[band:-band, band:-band] = True
+    else:
+        interior[:] = True
+        band = 0
+    norm = shared_norm([m[interior] for pair in maps for m in pair], percentile)
+    norm.vmin = 0.0
+    dnorm = symmetric_norm([(f - r)[interior] for r, f in maps], percentile)
+    over = any(float(m.max()) > norm.vmax for pair in maps for m in pair)
+    stack = np.stack([m for pair in maps for m in pair]).astype(np.float64)
+    mass = float(stack[:, ~interior].sum() / max(stack.sum(), 1e-300)) if band else 0.0
+    area = float((~interior).mean()) if band else 0.0
     with publication_style():
-        fig = figure(4.6, 2.0 * len(rows) + 0.4)
-        axes = fig.subplots(len(rows), 2, squeeze=False)
-        im = None
-        for r, (g, i) in enumerate(rows):
-            h = analysis.heatmaps[g]
-            for c, k in enumerate(("real", "fake")):
-                ax = axes[r, c]
-                im = ax.imshow(h[k][i], cmap=SEQUENTIAL_CMAP, norm=norm)
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if r == 0:
-                    ax.set_title(k)
-            axes[r, 0].set_ylabel(f"{g}\n{h['id'][i]}", fontsize=7)
-        fig.colorbar(
-            im, ax=axes, shrink=0.8, label=f"local variance ({analysis.window}x{analysis.window})"
+        fig, axes, bars = image_grid(
+            width, len(rows), ["real", "fake", "fake − real"], n_bars=2, title_height=0.22
         )
+        for r, (g, i) in enumerate(rows):
+            real, fake = maps[r]
+            row = axes[r]
+            im = row[0].imshow(real, cmap=SEQUENTIAL_CMAP, norm=norm)
+            row[1].imshow(fake, cmap=SEQUENTIAL_CMAP, norm=norm)
+            dim = row[2].imshow(fake.astype(np.float64) - real, cmap=DIVERGING_CMAP, norm=dnorm)
+            if band:
+                for ax in row:
+                    ax.add_patch(
+                        Rectangle((band - 0.5, band - 0.5), side[1] - 2 * band, side[0] - 2 * band,
+                                  fill=False, ec="white" if ax is not row[2] else "black",
+                                  lw=0.6, ls=(0, (2, 2)))
+                    )  # fmt: skip
+            h = analysis.heatmaps[g]
+            label_sample(row[0], h["id"][i], g)
+        colorbar(fig, im, cax=bars[0], orientation="horizontal",
+                 label=f"local variance ({w}×{w} window)\n(normalised defocus)²",
+                 extend="max" if over else "neither")  # fmt: skip
+        cb = colorbar(fig, dim, cax=bars[1], orientation="horizontal",
+                      label="fake − real local variance\n(normalised defocus)²",
+                      extend="both" if percentile < 100 or band else "neither")  # fmt: skip
+        signed_ticks(cb, dnorm.vmax)
+    groups = list(dict.fromkeys(g for g, _ in rows))
+    counts = ", ".join(f"{sum(1 for h, _ in rows if h == g)} {g}" for g in groups)
+    caption = (
+        f"Local variance ({w}×{w} window, {pad_name} padding) of the normalised defocus maps "
+        f"of {len(rows)} fake/real pairs ({counts}; the first pairs of each group in the "
+        "cache): real, "
+        "fake (one viridis scale for all) and fake − real (diverging, centred on 0)."
+    )
+    if band:
+        caption += (
+            f" With zero padding the outer {band} px (dashed) average in padded zeros, which "
+            f"inflates their local variance: in these maps that band holds {100 * mass:.0f} % "
+            f"of the local variance on {100 * area:.0f} % of the area. It is left out of both "
+            "colour scales"
+            + (
+                f" (top: the {percentile:g}th percentile of the interior)"
+                if percentile < 100
+                else ""
+            )
+            + "; larger values there take the end colours."
+        )
+    elif percentile < 100:
+        caption += f" Colour scales end at the {percentile:g}th percentile of the values shown."
+    set_caption(fig, caption)
     return fig
 
 
-def plot_variance_ecdf(analysis: VarianceAnalysis):
+def plot_variance_ecdf(analysis: VarianceAnalysis, *, width="double"):
     """ECDF of per-image mean local variance, real vs each manipulation, with the KS results.
+
+    Parameters
+    ----------
+    analysis : VarianceAnalysis
+    width : {"single", "double"}
 
     Returns
     -------
     matplotlib.figure.Figure
+        Its caption (:func:`analysis.style.caption_of`) says what is drawn.
     """
-    from analysis.style import figure, group_colors, publication_style, unavailable_figure
+    from analysis.style import (
+        column_width,
+        figure,
+        group_colors,
+        publication_style,
+        set_caption,
+        unavailable_figure,
+    )
 
+    column_width(width)
     if analysis.per_image.empty:
-        return unavailable_figure(analysis.unavailable.get("variance", "no samples"), "ECDF")
+        return unavailable_figure(
+            analysis.unavailable.get("variance", "the cache holds no sample"), "ECDF", width
+        )
     df = analysis.per_image
     tests = analysis.tests.set_index("group") if not analysis.tests.empty else None
     colors = group_colors(["real", *df["group"].unique()])
+    styles = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1))]
+    padding = getattr(analysis, "padding", "zeros")
+    padding = {"zeros": "zero"}.get(padding, padding)
     with publication_style():
-        fig = figure(4.8, 3.4)
+        fig = figure(width, 2.9 if width == "single" else 2.5)
         ax = fig.add_subplot()
         curves = [("real", df.loc[df["label"] == 0, "mean_local_variance"].to_numpy())]
         for g in df.loc[df["label"] == 1, "group"].unique():
-            curves.append(
-                (
-                    g,
-                    df.loc[
-                        (df["group"] == g) & (df["label"] == 1), "mean_local_variance"
-                    ].to_numpy(),
-                )
-            )
-        for name, v in curves:
+            sel = (df["group"] == g) & (df["label"] == 1)
+            curves.append((g, df.loc[sel, "mean_local_variance"].to_numpy()))
+        for j, (name, v) in enumerate(curves):
             if v.size == 0:
                 continue
             x = np.sort(v)
@@ -556,12 +646,27 @@ def plot_variance_ecdf(analysis: VarianceAnalysis):
             if tests is not None and name in tests.index:
                 t = tests.loc[name]
                 label += (
-                    f"\nD={t['statistic']:.3f}, p_Holm={t['pvalue_holm']:.2g}, "
-                    f"δ={t['effect_size']:.2f}"
+                    f": D={t['statistic']:.2f}, p_Holm={t['pvalue_holm']:.2g}, "
+                    f"δ={t['effect_size']:+.2f}"
                 )
-            ax.step(x, y, where="post", color=colors.get(name, "k"), label=label)
-        ax.set_xlabel(f"mean local variance per image ({analysis.window}x{analysis.window})")
-        ax.set_ylabel("ECDF")
+            ax.step(np.r_[x[0], x], np.r_[0.0, y], where="post", color=colors.get(name, "k"),
+                    ls=styles[j % len(styles)], label=label)  # fmt: skip
+        w = analysis.window
+        ax.set_xlabel(f"mean local variance per image ({w}×{w}, {padding} padding)")
+        ax.set_ylabel("fraction of images ≤ x")
         ax.set_ylim(0, 1.02)
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        if width == "single":
+            fig.legend(loc="outside lower center", ncols=1, fontsize=6.5)
+        else:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=6.5)
+    set_caption(
+        fig,
+        "Empirical cumulative distribution of the per-image mean local variance "
+        f"({analysis.window}×{analysis.window} window, {padding} padding) of every real image "
+        "and of the fakes of each manipulation. Legend: n images; D, the two-sample "
+        "Kolmogorov-Smirnov statistic of that manipulation against all reals (largest vertical "
+        "gap between the curves); p_Holm, its p-value Holm-corrected across manipulations; δ, "
+        "Cliff's delta (> 0: fakes have larger local variance). Every image is counted as "
+        "independent.",
+    )
     return fig

@@ -8,13 +8,18 @@ figure type from them and writes ``figures_manifest.json``, which records for
 each figure what it shows, the files, the cache fields and functions it was
 drawn from, the parameters, and the cache's fingerprint.
 
+Every figure is drawn at one paper width, ``"single"`` (3.5 in) or
+``"double"`` (7 in) (:data:`FIGURE_WIDTHS`), and carries the caption its
+drawing function wrote from what it drew; a figure the cache cannot support
+is a marker that says precisely why (in the figure and in the manifest).
+
 Figure types (file stems):
 
 ========================================  ===========================================
-``overlays_rgb_vs_defocus_attributions``  image, defocus map, each model's |attr| (paper)
+``overlays_rgb_vs_defocus_attributions``  image, defocus map, each model's attribution (paper)
 ``masks_binary_gallery_T{T}``             binary masks ``|fake - real| > T`` (paper)
-``masks_threshold_sweep``                 activated pixels vs threshold (paper)
-``variance_local_variance_pairs``         local-variance heatmaps, real/fake (paper)
+``masks_threshold_sweep``                 activated share of pixels vs threshold (paper)
+``variance_local_variance_pairs``         local-variance heatmaps, real/fake/diff. (paper)
 ``variance_mean_local_variance_ecdf``     per-image mean local variance + KS (ours)
 ``embedding_tsne_perplexity_sweep_*``     t-SNE of penultimate features (paper: defocus)
 ``alignment_histograms_by_model``         Shapley alignment score histograms (paper)
@@ -37,7 +42,9 @@ from safeio import atomic_write_json
 
 __all__ = [
     "FIGURE_TYPES",
+    "FIGURE_WIDTHS",
     "FigureParams",
+    "FigureStyle",
     "FigureType",
     "compute_analyses",
     "draw_figures",
@@ -105,6 +112,10 @@ class FigureParams:
         return out
 
 
+#: Paper widths a figure can be drawn at (3.5 in and 7 in).
+FIGURE_WIDTHS: tuple[str, ...] = ("single", "double")
+
+
 @dataclass(frozen=True)
 class FigureType:
     """One kind of figure: how to draw it and what it is drawn from.
@@ -115,16 +126,24 @@ class FigureType:
         File name without extension.
     section : str
         Analysis it belongs to.
-    title, caption : str
+    title : str
         Text for the report.
+    caption : str
+        What the figure shows, in general; the manifest records the caption
+        the drawing function wrote for the figure actually drawn.
     fields : tuple of str
         Cache fields it reads.
     functions : tuple of str
         Dotted names of the analysis functions used.
     draw : callable
-        ``draw(analyses, cache, params) -> matplotlib Figure``.
+        ``draw(analyses, cache, params, style) -> matplotlib Figure``, with
+        ``style`` a :class:`FigureStyle`.
     paper : bool
         Whether the paper shows this figure type.
+    required : tuple of str
+        Fields without which it cannot be drawn at all.
+    paired : bool
+        Whether it needs fakes paired with their real source.
     """
 
     stem: str
@@ -133,75 +152,181 @@ class FigureType:
     caption: str
     fields: tuple[str, ...]
     functions: tuple[str, ...]
-    draw: Callable[[dict, Any, FigureParams], Any] = field(repr=False)
+    draw: Callable[[dict, Any, FigureParams, Any], Any] = field(repr=False)
     paper: bool = True
+    required: tuple[str, ...] = ()
+    paired: bool = False
 
 
-def _overlays(analyses, cache, params):
+@dataclass(frozen=True)
+class FigureStyle:
+    """How figures are drawn (not what is computed).
+
+    Parameters
+    ----------
+    width : {"single", "double"}
+        Paper width: one column (3.5 in) or two (7 in).
+    model_names : dict of str to str
+        Display name of each model (``"defocus"``, ``"rgb"``), e.g. with its backbone.
+    """
+
+    width: str = "double"
+    model_names: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        from analysis.style import column_width
+
+        column_width(self.width)
+
+
+#: What brings each field into a cache (for "not drawn" messages).
+_FIELD_HINTS = {
+    "defocus": "extract the cache with 'defocus extract'",
+    "image": "extract without --no-image",
+    "attr_defocus": "extract with --defocus-model CKPT",
+    "features_defocus": "extract with --defocus-model CKPT",
+    "attr_rgb": "extract with --rgb-model CKPT",
+    "features_rgb": "extract with --rgb-model CKPT",
+    "mask": "use data with ground-truth manipulation masks",
+    "pair_id": "give pairs with pair=stem or an index CSV pair_id column",
+}
+_NO_PAIRS = (
+    "no fake has a real partner: give pairs with pair=stem (same file name) in a folders: "
+    "spec, or a pair_id column (the real's id) in an index CSV"
+)
+
+
+def _has_pairs(cache) -> bool:
+    """Whether any fake's pair id names a real sample of the cache (small fields only)."""
+    import numpy as np
+
+    if "pair_id" not in cache.fields:
+        return False
+    real_ids, pair_ids = set(), set()
+    for g in cache.groups:
+        label = cache.load("label", g)
+        if np.any(label == 0):
+            real_ids.update(map(str, cache.load("id", g)[label == 0]))
+        if np.any(label == 1):
+            pair_ids.update(map(str, cache.load("pair_id", g)[label == 1]))
+    return bool(real_ids & (pair_ids - {""}))
+
+
+def _not_drawable(ftype: FigureType, cache, memo: dict | None = None) -> str | None:
+    """Return why a figure type cannot be drawn from this cache, precisely, or None.
+
+    ``memo`` keeps the (cache-wide) answer of :func:`_has_pairs` between calls.
+    """
+    memo = {} if memo is None else memo
+    missing = [f for f in ftype.required if f not in cache.fields]
+    if missing:
+        hints = sorted({_FIELD_HINTS[f] for f in missing if f in _FIELD_HINTS})
+        text = "the cache has no " + " or ".join(repr(f) for f in missing) + " field"
+        return text + (f" ({'; '.join(hints)})" if hints else "")
+    if ftype.paired:
+        if "pairs" not in memo:
+            memo["pairs"] = _has_pairs(cache)
+        if not memo["pairs"]:
+            return _NO_PAIRS
+    return None
+
+
+def _model_names(cache) -> dict[str, str]:
+    """``{"defocus": "defocus model (resnet10t)", ...}`` from the cache's manifest."""
+    from analysis.style import MODEL_NAMES
+
+    out = dict(MODEL_NAMES)
+    models = (cache.config or {}).get("models") or {}
+    for kind, entry in models.items():
+        conf = (entry or {}).get("config") or {}
+        backbone = conf.get("backbone")
+        if kind in out and backbone:
+            out[kind] = f"{out[kind]} ({backbone})"
+    return out
+
+
+def _overlays(analyses, cache, params, style):
     from analysis.overlays import overlays_from_cache, plot_attribution_overlays
 
-    return plot_attribution_overlays(overlays_from_cache(cache, n=params.n_overlay))
+    return plot_attribution_overlays(
+        overlays_from_cache(cache, n=params.n_overlay),
+        width=style.width,
+        model_names=style.model_names,
+    )
 
 
-def _mask_gallery(analyses, cache, params):
+def _mask_gallery(analyses, cache, params, style):
     from analysis.masks import plot_mask_gallery
 
-    return plot_mask_gallery(analyses["masks"], threshold=params.gallery_threshold)
+    return plot_mask_gallery(
+        analyses["masks"], threshold=params.gallery_threshold, n=2, width=style.width
+    )
 
 
-def _mask_sweep(analyses, cache, params):
+def _mask_sweep(analyses, cache, params, style):
     from analysis.masks import plot_threshold_sweep
 
-    return plot_threshold_sweep(analyses["masks"])
+    return plot_threshold_sweep(analyses["masks"], width=style.width)
 
 
-def _variance_pairs(analyses, cache, params):
+def _variance_pairs(analyses, cache, params, style):
     from analysis.variance import plot_variance_heatmaps
 
-    return plot_variance_heatmaps(analyses["variance"])
+    n = 1 if style.width == "single" else 2
+    return plot_variance_heatmaps(analyses["variance"], n=n, width=style.width)
 
 
-def _variance_ecdf(analyses, cache, params):
+def _variance_ecdf(analyses, cache, params, style):
     from analysis.variance import plot_variance_ecdf
 
-    return plot_variance_ecdf(analyses["variance"])
+    return plot_variance_ecdf(analyses["variance"], width=style.width)
 
 
 def _embedding(field_name):
-    def draw(analyses, cache, params):
+    def draw(analyses, cache, params, style):
         from analysis.embedding import plot_embedding_sweep
         from analysis.style import unavailable_figure
 
         key = "embedding" if field_name == "features_defocus" else f"embedding_{field_name}"
         if key not in analyses:
-            return unavailable_figure(f"the cache has no {field_name!r} field", "t-SNE")
-        return plot_embedding_sweep(analyses[key])
+            return unavailable_figure(
+                f"the cache has no {field_name!r} field", "t-SNE", style.width
+            )
+        return plot_embedding_sweep(analyses[key], width=style.width, model_names=style.model_names)
 
     return draw
 
 
-def _alignment_hist(analyses, cache, params):
+def _alignment_hist(analyses, cache, params, style):
     from analysis.alignment import plot_alignment_histograms
 
-    return plot_alignment_histograms(analyses["alignment"], bins=params.bins)
+    return plot_alignment_histograms(
+        analyses["alignment"], bins=params.bins, width=style.width, model_names=style.model_names
+    )
 
 
-def _alignment_null(analyses, cache, params):
+def _alignment_null(analyses, cache, params, style):
     from analysis.alignment import plot_permutation_null
 
-    return plot_permutation_null(analyses["alignment"])
+    return plot_permutation_null(
+        analyses["alignment"], width=style.width, model_names=style.model_names
+    )
 
 
-def _localisation_bars(analyses, cache, params):
+def _localisation_bars(analyses, cache, params, style):
     from analysis.localisation import plot_localisation_bars
 
-    return plot_localisation_bars(analyses["localisation"])
+    return plot_localisation_bars(
+        analyses["localisation"], width=style.width, model_names=style.model_names
+    )
 
 
-def _deletion(analyses, cache, params):
+def _deletion(analyses, cache, params, style):
     from analysis.localisation import plot_deletion_curves
 
-    return plot_deletion_curves(analyses["localisation"])
+    return plot_deletion_curves(
+        analyses["localisation"], width=style.width, model_names=style.model_names
+    )
 
 
 def _gallery_stem(params: FigureParams) -> str:
@@ -214,9 +339,9 @@ FIGURE_TYPES: tuple[FigureType, ...] = (
         "overlays_rgb_vs_defocus_attributions",
         "attributions",
         "RGB vs defocus attributions",
-        "Per sample: the image, its normalised defocus map, and the absolute Shapley "
-        "attributions of the defocus model and of the RGB model (summed over channels) "
-        "overlaid on the image.",
+        "Per sample: the image, its normalised defocus map, and the signed Shapley "
+        "attributions of the defocus model and of the RGB model (summed over channels) as "
+        "separate panels on one diverging colour scale centred on 0.",
         ("image", "defocus", "attr_defocus", "attr_rgb"),
         ("analysis.overlays.overlays_from_cache", "analysis.overlays.plot_attribution_overlays"),
         _overlays,
@@ -225,30 +350,39 @@ FIGURE_TYPES: tuple[FigureType, ...] = (
         "masks_binary_gallery",  # stem completed with the threshold at draw time
         "masks",
         "Binary masks",
-        "Paired real and fake defocus maps and the binary mask |fake - real| > T; "
-        "where the cache holds a ground-truth manipulation mask, it is shown for comparison.",
+        "Paired real and fake defocus maps and the binary mask |fake - real| > T with its "
+        "activated share of pixels; the ground-truth manipulation mask where the cache holds "
+        "one (n/a where a fake has no localised mask).",
         ("defocus", "pair_id", "mask"),
         ("analysis.masks.masks_from_cache", "analysis.masks.plot_mask_gallery"),
         _mask_gallery,
+        required=("defocus",),
+        paired=True,
     ),
     FigureType(
         "masks_threshold_sweep",
         "masks",
         "Binary-mask threshold sweep",
-        "Activated pixels per fake/real pair (mean, min-max band) against the threshold T, "
-        "per manipulation.",
+        "Fraction of pixels activated in |fake - real| > T per fake/real pair (mean and "
+        "interquartile range) against the threshold T, per manipulation.",
         ("defocus", "pair_id"),
         ("analysis.masks.masks_from_cache", "analysis.masks.plot_threshold_sweep"),
         _mask_sweep,
+        required=("defocus",),
+        paired=True,
     ),
     FigureType(
         "variance_local_variance_pairs",
         "variance",
         "Local-variance heatmaps",
-        "15x15 local variance of paired real and fake defocus maps on a shared colour scale.",
+        "Local variance of paired real and fake defocus maps on one colour scale, and their "
+        "difference; the border band affected by the padding is marked and left out of the "
+        "colour scale.",
         ("defocus", "pair_id"),
         ("analysis.variance.variance_from_cache", "analysis.variance.plot_variance_heatmaps"),
         _variance_pairs,
+        required=("defocus",),
+        paired=True,
     ),
     FigureType(
         "variance_mean_local_variance_ecdf",
@@ -260,6 +394,7 @@ FIGURE_TYPES: tuple[FigureType, ...] = (
         ("analysis.variance.variance_from_cache", "analysis.variance.plot_variance_ecdf"),
         _variance_ecdf,
         paper=False,
+        required=("defocus",),
     ),
     FigureType(
         "embedding_tsne_perplexity_sweep_features_defocus",
@@ -270,6 +405,7 @@ FIGURE_TYPES: tuple[FigureType, ...] = (
         ("features_defocus", "label", "group"),
         ("analysis.embedding.embedding_from_cache", "analysis.embedding.plot_embedding_sweep"),
         _embedding("features_defocus"),
+        required=("features_defocus",),
     ),
     FigureType(
         "embedding_tsne_perplexity_sweep_features_rgb",
@@ -280,6 +416,7 @@ FIGURE_TYPES: tuple[FigureType, ...] = (
         ("analysis.embedding.embedding_from_cache", "analysis.embedding.plot_embedding_sweep"),
         _embedding("features_rgb"),
         paper=False,
+        required=("features_rgb",),
     ),
     FigureType(
         "alignment_histograms_by_model",
@@ -294,6 +431,8 @@ FIGURE_TYPES: tuple[FigureType, ...] = (
             "analysis.alignment.plot_alignment_histograms",
         ),
         _alignment_hist,
+        required=("defocus",),
+        paired=True,
     ),
     FigureType(
         "alignment_permutation_null",
@@ -305,6 +444,8 @@ FIGURE_TYPES: tuple[FigureType, ...] = (
         ("analysis.alignment.alignment_from_cache", "analysis.alignment.plot_permutation_null"),
         _alignment_null,
         paper=False,
+        required=("defocus",),
+        paired=True,
     ),
     FigureType(
         "localisation_scores_by_model",
@@ -324,8 +465,8 @@ FIGURE_TYPES: tuple[FigureType, ...] = (
         "localisation_deletion_curves",
         "localisation",
         "Deletion curves",
-        "Model evidence as the most-attributed pixels are removed, against a random order "
-        "(needs the models: drawn by 'defocus demo', marked unavailable from a cache alone).",
+        "Model evidence for the true class as the most-attributed pixels are removed, "
+        "against a random removal order.",
         ("attr_defocus", "attr_rgb", "defocus", "image"),
         ("analysis.localisation.deletion_from_cache", "analysis.localisation.plot_deletion_curves"),
         _deletion,
@@ -437,6 +578,7 @@ def draw_figures(
     dpi: int = 150,
     only: Sequence[str] | None = None,
     progress: bool = True,
+    width: str = "double",
 ) -> dict[str, Any]:
     """Draw every figure type from a cache and write ``figures_manifest.json``.
 
@@ -458,14 +600,17 @@ def draw_figures(
         Sections to draw (default: all).
     progress : bool
         Show a tqdm bar on stderr.
+    width : {"single", "double"}
+        Paper width of every figure: one column (3.5 in) or two (7 in).
 
     Returns
     -------
     dict
         The manifest: ``cache``, ``cache_manifest_sha256``, ``params``,
-        ``figures`` (one entry per figure with ``stem``, ``section``, ``title``,
-        ``caption``, ``png``, ``pdf``, ``files``, ``fields``, ``functions``,
-        ``paper``, ``unavailable``, ``seconds``).
+        ``width``, ``width_inches``, ``figures`` (one entry per figure with
+        ``stem``, ``section``, ``title``, ``caption`` (what the drawn figure
+        shows, or why it was not drawn), ``png``, ``pdf``, ``files``,
+        ``fields``, ``functions``, ``paper``, ``unavailable``, ``seconds``).
     """
     import matplotlib
 
@@ -473,12 +618,13 @@ def draw_figures(
     import matplotlib.pyplot as plt
     from tqdm.auto import tqdm
 
-    from analysis.style import save_figure
+    from analysis.style import caption_of, column_width, save_figure, unavailable_figure
     from cache import open_cache
 
     if isinstance(cache, (str, Path)):
         cache = open_cache(cache)
     params = params or FigureParams()
+    style = FigureStyle(width=width, model_names=_model_names(cache))
     formats = list(dict.fromkeys([*formats, "png"]))
     sections = {t.section for t in FIGURE_TYPES}
     if only is not None:
@@ -492,12 +638,18 @@ def draw_figures(
 
     types = [t for t in FIGURE_TYPES if only is None or t.section in only]
     entries = []
+    memo: dict[str, bool] = {}
     for ftype in tqdm(types, desc="figures", unit="fig", disable=not progress):
         start = time.perf_counter()
         stem = _gallery_stem(params) if ftype.stem == "masks_binary_gallery" else ftype.stem
-        fig = ftype.draw(analyses, cache, params)
+        reason = _not_drawable(ftype, cache, memo)
+        if reason is not None:
+            fig = unavailable_figure(reason, ftype.title, style.width)
+        else:
+            fig = ftype.draw(analyses, cache, params, style)
         files = save_figure(fig, out_dir / stem, formats=formats, dpi=dpi)
         unavailable = getattr(fig, "_analysis_unavailable", None)
+        caption = caption_of(fig, ftype.caption)
         plt.close(fig)
         by_ext = {p.suffix.lstrip("."): p.name for p in files}
         entries.append(
@@ -505,8 +657,7 @@ def draw_figures(
                 "stem": stem,
                 "section": ftype.section,
                 "title": ftype.title,
-                "caption": ftype.caption
-                + (f" [unavailable: {unavailable}]" if unavailable else ""),
+                "caption": caption,
                 "png": by_ext["png"],
                 "pdf": by_ext.get("pdf"),
                 "files": by_ext,
@@ -524,6 +675,8 @@ def draw_figures(
         "groups": list(cache.groups),
         "n_samples": int(cache.n_samples()),
         "params": params.to_dict(),
+        "width": style.width,
+        "width_inches": column_width(style.width),
         "formats": formats,
         "figures": entries,
     }

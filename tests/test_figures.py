@@ -1,21 +1,43 @@
-"""``defocus figures``: every figure type from a cache, PDF + PNG, and the manifest."""
+"""``defocus figures`` and the figure functions: paper widths, scales, colour maps, true captions.
+
+The figures are checked against the arrays written into small caches here,
+not against the analysis code: colour scales against the values drawn,
+counts against ``|fake - real| > T`` recomputed, captions against what the
+figure holds.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
+from matplotlib.collections import PolyCollection
+from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
 from PIL import Image
 
+from analysis import alignment, embedding, localisation, masks, overlays, variance
+from analysis.style import (
+    DEFOCUS_CMAP,
+    DIVERGING_CMAP,
+    MASK_CMAP,
+    SEQUENTIAL_CMAP,
+    caption_of,
+    sample_label,
+    save_figure,
+)
 from cache import CacheWriter, open_cache
 from defocus_forensics.cli import main
 from defocus_forensics.figures import FIGURE_TYPES, FigureParams, draw_figures
 
 S = 16
+WIDTHS = {"single": 3.5, "double": 7.0}
+NAMES = {"defocus": "defocus model (toy-a)", "rgb": "RGB model (toy-b)"}
 
 
-def _tiny_cache(path, rng, n=6):
+def _tiny_cache(path, rng, n=6, paired=True):
     """Reals and fakes paired by id, with only the fields the mask figures need."""
     real = rng.random((n, S, S)).astype(np.float16)
     fake = np.clip(real.astype(np.float32) + 0.3 * (rng.random((n, S, S)) > 0.7), 0, 1)
@@ -24,9 +46,329 @@ def _tiny_cache(path, rng, n=6):
     w.write_shard("real", {"id": ids, "group": ["real"] * n, "label": np.zeros(n, np.int8),
                            "pair_id": [""] * n, "defocus": real})  # fmt: skip
     w.write_shard("swap", {"id": [f"f{i}" for i in range(n)], "group": ["swap"] * n,
-                           "label": np.ones(n, np.int8), "pair_id": ids,
+                           "label": np.ones(n, np.int8),
+                           "pair_id": ids if paired else [""] * n,
                            "defocus": fake.astype(np.float16)})  # fmt: skip
     return open_cache(path)
+
+
+def _rich_cache(path, seed=0, n=8, side=S):
+    """Every field: a 'pasted' group (square masks, attributions in the square), a 'global'
+    group (all-zero masks), reals; model backbones 'toy-a' and 'toy-b' in the manifest."""
+    rng = np.random.default_rng(seed)
+    real = rng.random((n, side, side)).astype(np.float16)
+    ids = np.array([f"clip-{i:03d}-real" for i in range(n)])
+    models = {
+        "defocus": {"config": {"backbone": "toy-a"}, "sha256": "a" * 64},
+        "rgb": {"config": {"backbone": "toy-b"}, "sha256": "b" * 64},
+    }
+    w = CacheWriter(path, config={"test": "rich", "models": models})
+    groups = {"real": (real, np.zeros((n, side, side), np.uint8), np.full(n, ""))}
+    sq = np.zeros((n, side, side), np.uint8)
+    sq[:, 4:10, 4:10] = 1
+    pasted = np.where(sq == 1, np.clip(real + 0.5, 0, 1), real).astype(np.float16)
+    glob = np.clip(real.astype(np.float32) * 0.6 + 0.2, 0, 1).astype(np.float16)
+    groups["pasted"] = (pasted, sq, ids)
+    groups["global"] = (glob, np.zeros_like(sq), ids)
+    out = {}
+    for g, (maps, mask, pair) in groups.items():
+        k = len(maps)
+        label = np.zeros(k, np.int8) if g == "real" else np.ones(k, np.int8)
+        attr = rng.normal(size=(k, side, side)).astype(np.float32) * 0.01
+        attr += mask * 0.05 * (1 + np.arange(k))[:, None, None]  # grows from sample to sample
+        arrays = {
+            "id": ids if g == "real" else np.array([f"clip-{i:03d}-{g}" for i in range(k)]),
+            "group": np.full(k, g),
+            "label": label,
+            "pair_id": pair,
+            "defocus": maps,
+            "mask": mask,
+            "attr_defocus": attr,
+            "attr_rgb": (rng.normal(size=(k, 3, side, side)) * 0.002).astype(np.float32),
+            "image": rng.integers(0, 256, (k, 3, side, side)).astype(np.uint8),
+            "features_defocus": (rng.normal(size=(k, 6)) + 2.0 * label[:, None]).astype(np.float32),
+            "features_rgb": rng.normal(size=(k, 6)).astype(np.float32),
+            "logit_defocus": rng.normal(size=k).astype(np.float32),
+            "logit_rgb": rng.normal(size=k).astype(np.float32),
+        }
+        w.write_shard(g, arrays)
+        out[g] = arrays
+    return open_cache(path), out
+
+
+@pytest.fixture(scope="module")
+def rich(tmp_path_factory):
+    """The rich cache and its analyses, computed once for this module."""
+    c, arrays = _rich_cache(tmp_path_factory.mktemp("rich") / "cache")
+    w = np.random.default_rng(1).normal(size=(S, S))
+    an = {
+        "masks": masks.masks_from_cache(c, thresholds=(0.2, 0.1, 0.01)),
+        "variance": variance.variance_from_cache(c, window=5, n_boot=20),
+        "alignment": alignment.alignment_from_cache(
+            c, n_permutations=9, null_samples=4, n_boot=50
+        ),  # fmt: skip
+        "localisation": localisation.localisation_from_cache(
+            c, predict={"defocus": lambda x: (x * w).sum(axis=(1, 2))}, deletion_samples=3
+        ),
+        "embedding": embedding.embedding_from_cache(c, perplexities=(3,)),
+        "overlays": overlays.overlays_from_cache(c, n=1),
+    }
+    return c, arrays, an
+
+
+def _images(fig) -> list[AxesImage]:
+    return [im for ax in fig.axes for im in ax.get_images()]
+
+
+def _colorbar_labels(fig) -> list[str]:
+    return [ax.get_xlabel() or ax.get_ylabel() for ax in fig.axes if hasattr(ax, "_colorbar")]
+
+
+def _draw_all(an, width):
+    kw = {"width": width}
+    return {
+        "overlays": overlays.plot_attribution_overlays(an["overlays"], model_names=NAMES, **kw),
+        "gallery": masks.plot_mask_gallery(an["masks"], threshold=0.1, n=2, **kw),
+        "sweep": masks.plot_threshold_sweep(an["masks"], **kw),
+        "heatmaps": variance.plot_variance_heatmaps(an["variance"], **kw),
+        "ecdf": variance.plot_variance_ecdf(an["variance"], **kw),
+        "embedding": embedding.plot_embedding_sweep(an["embedding"], model_names=NAMES, **kw),
+        "alignment": alignment.plot_alignment_histograms(
+            an["alignment"], model_names=NAMES, **kw
+        ),  # fmt: skip
+        "null": alignment.plot_permutation_null(an["alignment"], model_names=NAMES, **kw),
+        "localisation": localisation.plot_localisation_bars(
+            an["localisation"], model_names=NAMES, **kw
+        ),  # fmt: skip
+        "deletion": localisation.plot_deletion_curves(
+            an["localisation"], model_names=NAMES, **kw
+        ),  # fmt: skip
+    }
+
+
+# ------------------------------------------------------------------ widths, files, captions
+
+
+@pytest.mark.parametrize("width", ["single", "double"])
+def test_every_figure_is_exactly_a_paper_width_and_says_what_it_shows(rich, width, tmp_path):
+    _, _, an = rich
+    figs = _draw_all(an, width)
+    for name, fig in figs.items():
+        assert isinstance(fig, Figure)
+        assert not hasattr(fig, "_analysis_unavailable"), (name, fig._analysis_unavailable)
+        assert fig.get_size_inches()[0] == pytest.approx(WIDTHS[width]), name
+        assert len(caption_of(fig)) > 80, name
+        assert "unavailable" not in caption_of(fig), name
+    # saved at that width: PDF media box in points, PNG in pixels (no cropping)
+    pdf, png = save_figure(figs["overlays"], tmp_path / "o", dpi=100)
+    box = re.search(rb"/MediaBox \[\s*0 0 ([\d.]+) ([\d.]+)\s*\]", pdf.read_bytes())
+    assert float(box.group(1)) == pytest.approx(72 * WIDTHS[width])
+    with Image.open(png) as img:
+        assert img.size[0] == round(100 * WIDTHS[width])
+
+
+def test_per_model_figures_name_the_model(rich):
+    _, _, an = rich
+    figs = _draw_all(an, "double")
+    for name in ("alignment", "null", "localisation", "deletion", "overlays"):
+        cap = caption_of(figs[name])
+        assert NAMES["defocus"] in cap, name
+        if name != "deletion":  # the deletion curves here have only the defocus model
+            assert NAMES["rgb"] in cap, name
+    emb = figs["embedding"]
+    assert NAMES["defocus"] in emb.get_suptitle() and NAMES["defocus"] in caption_of(emb)
+    rgb = embedding.embedding_from_cache(rich[0], "features_rgb", perplexities=(3,))
+    fig = embedding.plot_embedding_sweep(rgb, model_names=NAMES)
+    assert NAMES["rgb"] in fig.get_suptitle()
+    # in-figure text names the model on every panel grid
+    titles = " ".join(ax.get_title() + ax.get_ylabel() for ax in figs["alignment"].axes)
+    assert NAMES["defocus"] in titles and NAMES["rgb"] in titles
+
+
+def test_nothing_is_drawn_translucent(rich):
+    _, _, an = rich
+    for name, fig in _draw_all(an, "double").items():
+        for ax in fig.axes:
+            for artist in [*ax.patches, *ax.collections, *ax.images, *ax.lines]:
+                alpha = artist.get_alpha()
+                assert alpha is None or alpha == 1, (name, artist)
+            assert not any(isinstance(c, PolyCollection) for c in ax.collections), name
+
+
+# ------------------------------------------------------------------ maps and colour scales
+
+
+def test_overlays_signed_share_one_scale_centred_on_zero(rich):
+    _, _, an = rich
+    samples = an["overlays"]
+    fig = overlays.plot_attribution_overlays(samples, percentile=100.0, model_names=NAMES)
+    attr_images = [im for ax in fig.axes if hasattr(ax, "model") for im in ax.get_images()]
+    assert len(attr_images) == 2 * len(samples["id"])
+    norms = {(im.norm.vmin, im.norm.vmax) for im in attr_images}
+    assert len(norms) == 1  # both models, every sample: one scale
+    ((vmin, vmax),) = norms
+    assert vmin == -vmax
+    # the scale ends at the largest |value| drawn: the defocus attribution, or the RGB one
+    # summed over channels (independent recomputation from the cache arrays)
+    rgb = samples["attr_rgb"].astype(np.float64).sum(axis=1)
+    expected = max(np.abs(samples["attr_defocus"]).max(), np.abs(rgb).max())
+    assert vmax == pytest.approx(expected, rel=1e-6)
+    assert {im.get_cmap().name for im in attr_images} == {DIVERGING_CMAP}
+    maps = [im for ax in fig.axes for im in ax.get_images() if im.get_cmap().name == DEFOCUS_CMAP]
+    assert maps and all((im.norm.vmin, im.norm.vmax) == (0.0, 1.0) for im in maps)
+    labels = _colorbar_labels(fig)
+    assert any("logit" in lab for lab in labels) and any("defocus" in lab for lab in labels)
+
+
+def test_overlays_magnitudes_use_the_sequential_map_from_zero(rich):
+    _, _, an = rich
+    fig = overlays.plot_attribution_overlays(an["overlays"], signed=False, percentile=99.0)
+    ims = [im for ax in fig.axes if hasattr(ax, "model") for im in ax.get_images()]
+    assert {im.get_cmap().name for im in ims} == {SEQUENTIAL_CMAP}
+    assert {im.norm.vmin for im in ims} == {0.0} and len({im.norm.vmax for im in ims}) == 1
+    assert "99th percentile" in caption_of(fig)
+
+
+def test_mask_gallery_counts_colour_bars_and_na_panels(rich):
+    _, arrays, an = rich
+    fig = masks.plot_mask_gallery(an["masks"], threshold=0.1, n=1)
+    # one colour map per quantity, the same as in the overlays
+    cmaps = {im.get_cmap().name for im in _images(fig)}
+    assert cmaps == {DEFOCUS_CMAP, MASK_CMAP.name}
+    assert len(_colorbar_labels(fig)) == 2
+    # "k of N px (p %)" recomputed from the cache's maps
+    f = arrays["pasted"]["defocus"][0].astype(np.float64)
+    r = arrays["real"]["defocus"][0].astype(np.float64)
+    k = int((np.abs(f - r) > 0.1).sum())
+    labels = [ax.get_xlabel().replace("\n", " ") for ax in fig.axes]
+    assert f"{k} of {S * S} px ({100 * k / S**2:.0f} %)" in labels
+    assert f"36 of {S * S} px ({100 * 36 / S**2:.0f} %)" in labels  # the 6x6 truth square
+    # the 'global' fakes have all-zero masks: an n/a panel, not a black image
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert sum(t.startswith("n/a") for t in texts) == 1
+    assert "n/a (1 panels)" in caption_of(fig)
+
+
+def test_threshold_sweep_draws_median_and_iqr_of_fractions(rich):
+    _, arrays, an = rich
+    fig = masks.plot_threshold_sweep(an["masks"])
+    (ax,) = fig.axes
+    f = arrays["pasted"]["defocus"].astype(np.float64)
+    r = arrays["real"]["defocus"].astype(np.float64)
+    frac = {t: (np.abs(f - r) > t).mean(axis=(1, 2)) for t in (0.2, 0.1, 0.01)}
+    pasted = next(c for c in ax.containers if c.get_label().startswith("pasted")).lines[0]
+    order = np.argsort(pasted.get_xdata())
+    expected = [np.median(frac[t]) for t in sorted(frac)]
+    np.testing.assert_allclose(np.asarray(pasted.get_ydata(), float)[order], expected, atol=1e-12)
+    assert "fraction of pixels" in ax.get_ylabel()
+    cap = caption_of(fig)
+    assert "interquartile range" in cap and "min-max" not in cap
+
+
+def test_variance_heatmaps_leave_the_padded_band_out_of_the_scale(rich):
+    _, _, an = rich
+    v = an["variance"]
+    fig = variance.plot_variance_heatmaps(v, n=1)
+    ims = _images(fig)
+    seq = [im for im in ims if im.get_cmap().name == SEQUENTIAL_CMAP]
+    div = [im for im in ims if im.get_cmap().name == DIVERGING_CMAP]
+    assert len({(im.norm.vmin, im.norm.vmax) for im in seq}) == 1  # real and fake share it
+    band = v.window // 2
+    inner = [h[k][0][band:-band, band:-band] for h in v.heatmaps.values() for k in ("real", "fake")]
+    assert seq[0].norm.vmax == pytest.approx(max(float(m.max()) for m in inner))
+    whole = max(float(h[k][0].max()) for h in v.heatmaps.values() for k in ("real", "fake"))
+    assert whole > seq[0].norm.vmax  # the border band would have set the scale
+    assert all(im.norm.vmin == -im.norm.vmax for im in div)
+    cap = caption_of(fig)
+    assert f"outer {band} px" in cap and "zero padding" in cap
+
+
+# ------------------------------------------------------------------ plots
+
+
+def test_embedding_markers_and_trustworthiness_label(rich):
+    _, _, an = rich
+    fig = embedding.plot_embedding_sweep(an["embedding"], model_names=NAMES)
+    ax = fig.axes[0]
+    assert "trust." in ax.get_title() and "T=" not in ax.get_title()
+    sizes = [float(np.max(c.get_sizes())) for c in ax.collections]
+    assert min(sizes) >= 3.0
+    assert len({c.get_paths()[0].vertices.tobytes() for c in ax.collections}) == 3  # 3 markers
+
+
+def test_alignment_histograms_share_scales_with_integer_counts(rich):
+    _, _, an = rich
+    fig = alignment.plot_alignment_histograms(an["alignment"], model_names=NAMES)
+    axes = [ax for ax in fig.axes if ax.patches]
+    assert len(axes) == 4  # 2 fake groups x 2 models, one histogram each
+    assert len({ax.get_ylim() for ax in axes}) == 1 and len({ax.get_xlim() for ax in axes}) == 1
+    for ax in axes:
+        ticks = ax.get_yticks()
+        assert np.allclose(ticks, np.round(ticks))
+    per = an["alignment"].per_sample
+    sub = per[(per["group"] == "pasted") & (per["model"] == "defocus")]["score"]
+    titles = " ".join(ax.get_title() for ax in axes)
+    assert f"n={len(sub)}, mean {sub.mean():.2f} [" in titles
+    legend = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert "mean" in legend and "mean under shuffled attributions" in legend
+    assert "95 % bootstrap confidence interval" in caption_of(fig)
+
+
+def test_permutation_null_is_a_grid_with_the_p_value_resolution(rich):
+    _, _, an = rich
+    fig = alignment.plot_permutation_null(an["alignment"], width="single", model_names=NAMES)
+    assert fig.get_size_inches()[0] == 3.5
+    axes = [ax for ax in fig.axes if ax.patches]
+    assert len(axes) == 4
+    assert all(ax.get_legend() is None for ax in axes) and fig.legends  # legend outside data
+    assert "9 perm.; min 0.1" in " ".join(ax.get_title() for ax in axes)
+
+
+def test_localisation_bars_sit_on_their_ticks_with_no_empty_slots(rich):
+    _, _, an = rich
+    fig = localisation.plot_localisation_bars(an["localisation"], model_names=NAMES)
+    truth = next(ax for ax in fig.axes if "ground-truth" in ax.get_title())
+    # only 'pasted' has a non-empty ground-truth region: 2 models x 3 metrics, centred on ticks
+    bars = truth.patches
+    assert len(bars) == 6
+    centres = sorted(b.get_x() + b.get_width() / 2 for b in bars)
+    for k in range(3):
+        pair = centres[2 * k : 2 * k + 2]
+        assert np.mean(pair) == pytest.approx(k)
+    assert len(truth.containers) >= 6  # bars and error bars
+    n = len(an["localisation"].per_sample.query("region == 'truth' and group == 'pasted'")) // 2
+    assert [t.get_text() for t in truth.texts] == [str(n)] * 6
+
+
+def test_deletion_curves_have_no_bands_and_explain_the_auc(rich):
+    _, _, an = rich
+    fig = localisation.plot_deletion_curves(an["localisation"], model_names=NAMES)
+    (ax,) = [a for a in fig.axes if a.lines]
+    legend = {t.get_text() for leg in fig.legends for t in leg.get_texts()}
+    assert legend == {"most-attributed first", "random order"}
+    drawn = {c.get_label(): c.lines[0] for c in ax.containers}
+    assert set(drawn) == legend
+    assert len({line.get_color() for line in drawn.values()}) == 2
+    assert len({str(line.get_linestyle()) for line in drawn.values()}) == 2
+    cap = caption_of(fig)
+    assert "negative" in cap and "ΔAUC" in cap and "unavailable" not in cap
+
+
+def test_sample_labels_are_short_and_wrapped():
+    assert sample_label("syn2000-00003-all_in_focus", "all_in_focus") == (
+        "all_in_focus\nsyn2000-00003"
+    )
+    label = sample_label("a_very_long_identifier_with_many_parts", "g", 12)
+    assert all(len(line) <= 12 for line in label.split("\n")) and label.endswith("parts")
+
+
+def test_width_must_be_a_paper_width(rich):
+    _, _, an = rich
+    with pytest.raises(ValueError, match=r"width must be 'single' \(3.5 in\) or 'double'"):
+        masks.plot_threshold_sweep(an["masks"], width="wide")
+
+
+# ------------------------------------------------------------------ draw_figures
 
 
 def test_params_validation():
@@ -50,24 +392,29 @@ def test_stems_are_unique_and_descriptive():
     assert paper == {"attributions", "masks", "variance", "embedding", "alignment"}
 
 
-def test_mask_figures_from_a_tiny_cache(tmp_path, rng):
+@pytest.mark.parametrize("width", ["single", "double"])
+def test_mask_figures_from_a_tiny_cache(tmp_path, rng, width):
     cache = _tiny_cache(tmp_path / "cache", rng)
     params = FigureParams(gallery_threshold=0.2, n_boot=10, n_permutations=5, perplexities=(2,))
     manifest = draw_figures(cache, tmp_path / "figs", params=params, only=["masks"],
-                            progress=False)  # fmt: skip
+                            progress=False, width=width, dpi=100)  # fmt: skip
     stems = [f["stem"] for f in manifest["figures"]]
     assert stems == ["masks_binary_gallery_T0.2", "masks_threshold_sweep"]
     on_disk = json.loads((tmp_path / "figs" / "figures_manifest.json").read_text())
     assert on_disk == manifest
     assert manifest["groups"] == ["real", "swap"] and manifest["n_samples"] == 12
     assert len(manifest["cache_manifest_sha256"]) == 64
+    assert manifest["width"] == width and manifest["width_inches"] == WIDTHS[width]
     for entry in manifest["figures"]:
         assert entry["fields"] == ["defocus", "pair_id"] and entry["unavailable"] is None
         assert entry["missing_fields"] == (["mask"] if "gallery" in entry["stem"] else [])
         pdf = tmp_path / "figs" / entry["pdf"]
         assert pdf.read_bytes()[:5] == b"%PDF-"
         with Image.open(tmp_path / "figs" / entry["png"]) as img:
-            assert img.size[0] > 100 and img.size[1] > 100
+            assert img.size[0] == round(100 * WIDTHS[width])
+    gallery = manifest["figures"][0]["caption"]
+    assert "6 fake/real pairs" not in gallery and "2 fake/real pairs (2 swap" in gallery
+    assert "|fake − real| > 0.2" in gallery and "no ground-truth 'mask' field" in gallery
 
 
 def test_figures_missing_fields_are_marked_unavailable(tmp_path, rng):
@@ -75,9 +422,25 @@ def test_figures_missing_fields_are_marked_unavailable(tmp_path, rng):
     manifest = draw_figures(cache, tmp_path / "figs", only=["embedding"], progress=False,
                             params=FigureParams(n_boot=10, n_permutations=5))  # fmt: skip
     assert [f["unavailable"] for f in manifest["figures"]] == [
-        "the cache has no 'features_defocus' field",
-        "the cache has no 'features_rgb' field",
+        "the cache has no 'features_defocus' field (extract with --defocus-model CKPT)",
+        "the cache has no 'features_rgb' field (extract with --rgb-model CKPT)",
     ]
+    assert all(f["caption"].startswith("Not drawn: the cache has no") for f in manifest["figures"])
+
+
+def test_paired_figures_without_pairs_say_how_to_give_pairs(tmp_path, rng):
+    cache = _tiny_cache(tmp_path / "cache", rng, paired=False)
+    manifest = draw_figures(cache, tmp_path / "figs", only=["masks", "variance", "alignment"],
+                            progress=False, params=FigureParams(n_boot=10, n_permutations=5),
+                            width="single")  # fmt: skip
+    by_stem = {f["stem"]: f for f in manifest["figures"]}
+    for stem in ("masks_binary_gallery_T0.1", "masks_threshold_sweep",
+                 "variance_local_variance_pairs", "alignment_histograms_by_model"):  # fmt: skip
+        reason = by_stem[stem]["unavailable"]
+        assert reason.startswith("no fake has a real partner: give pairs with pair=stem"), stem
+        assert "pair_id column" in reason
+    # unpaired data still gives the ECDF of the two groups
+    assert by_stem["variance_mean_local_variance_ecdf"]["unavailable"] is None
 
 
 def test_figures_cli_errors(tmp_path, capsys):
@@ -86,6 +449,18 @@ def test_figures_cli_errors(tmp_path, capsys):
     assert main(["figures", "--cache", str(tmp_path), "--out", str(tmp_path),
                  "--window", "4"]) == 2  # fmt: skip
     assert "window must be odd" in capsys.readouterr().err
+
+
+def test_figures_cli_width(tmp_path, rng, capsys):
+    _tiny_cache(tmp_path / "cache", rng)
+    code = main(["figures", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "f"),
+                 "--only", "masks", "--width", "single", "--formats", "pdf", "--quiet",
+                 "--n-boot", "10"])  # fmt: skip
+    assert code == 0
+    assert "2 figures, single width" in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "f" / "figures_manifest.json").read_text())
+    pdf = (tmp_path / "f" / manifest["figures"][1]["pdf"]).read_bytes()
+    assert float(re.search(rb"/MediaBox \[\s*0 0 ([\d.]+)", pdf).group(1)) == pytest.approx(252)
 
 
 # ------------------------------------------------------------- the demo's cache
@@ -113,6 +488,7 @@ def test_demo_drew_every_figure_type(demo_run):
         # with the models at hand every figure type is drawn, none is a marker
         assert entry["unavailable"] is None, entry
         assert entry["missing_fields"] == []
+        assert "unavailable" not in entry["caption"], entry
         for name in entry["files"].values():
             assert (figs / name).stat().st_size > 1000
     assert manifest["cache"] == str((demo_run.out / "cache").resolve())
@@ -131,6 +507,7 @@ def test_figures_cli_on_demo_cache(demo_run, tmp_path, capsys):
     # without the models the deletion curves are a marker that says why
     deletion = next(f for f in manifest["figures"] if f["stem"] == "localisation_deletion_curves")
     assert "predict" in deletion["unavailable"]
+    assert deletion["caption"].startswith("Not drawn: ")
     assert "marked unavailable" in text and "localisation_deletion_curves" in text
 
 
@@ -167,3 +544,37 @@ print("ok", len(m["figures"]), int(view.mask.sum()))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("ok 2 ")
     assert (tmp_path / "run" / "report.html").is_file()
+
+
+def test_alignment_histograms_draw_the_floor_and_the_skill_when_the_analysis_has_them(rich):
+    """The statistics work adds ``floor`` and ``skill`` columns; the figure uses them."""
+    import dataclasses
+
+    _, _, an = rich
+    a = an["alignment"]
+    per = a.per_sample.copy()
+    per["floor"] = 0.5 + 0.01 * np.arange(len(per))
+    per["skill"] = (per["score"] - per["floor"]) / (1 - per["floor"])
+    b = dataclasses.replace(a, per_sample=per)
+    fig = alignment.plot_alignment_histograms(b, model_names=NAMES)
+    legend = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert "no-information floor (constant attribution)" in legend
+    sel = (per["group"] == "pasted") & (per["model"] == "rgb")
+    ax = next(ax for ax in fig.axes if getattr(ax, "panel_key", None) == ("pasted", "rgb"))
+    xs = [line.get_xdata()[0] for line in ax.lines]
+    assert per.loc[sel, "floor"].mean() == pytest.approx(xs[1])
+    assert "constant attribution" in caption_of(fig)
+    fig = alignment.plot_alignment_histograms(b, value="skill")
+    assert "skill" in fig.axes[-1].get_xlabel() or any(
+        "skill" in ax.get_xlabel() for ax in fig.axes
+    )
+    assert "0 = no better than a constant attribution" in caption_of(fig)
+    with pytest.raises(ValueError, match="value must be 'score' or 'skill', got 'kl2'"):
+        alignment.plot_alignment_histograms(b, value="kl2")
+
+
+def test_embedding_without_perplexity_is_one_panel(rich):
+    e = embedding.embedding_from_cache(rich[0], method="pca")
+    fig = embedding.plot_embedding_sweep(e, width="single", model_names=NAMES)
+    assert [ax.get_title().split("\n")[0] for ax in fig.axes if ax.collections] == ["PCA"]
+    assert "principal components" in caption_of(fig)

@@ -16,11 +16,14 @@ deletion curves (ours). Files are named for what they show
 figure's files, the cache fields and analysis functions it was drawn from,
 the parameters and the cache's fingerprint. Needs no torch. Figures a
 cache cannot support (e.g. deletion curves, which need the models) are
-drawn as a marker saying why.
+drawn as a marker saying why. Every figure is exactly as wide as one
+column (--width single, 3.5 in) or two (--width double, 7 in, the default)
+of a two-column paper; its caption in the manifest describes what was drawn.
 
 example:
   defocus figures --cache runs/demo/cache --out runs/demo/figures
   defocus figures --cache runs/demo/cache --out /tmp/f --only masks variance --perplexities 5 10
+  defocus figures --cache runs/demo/cache --out /tmp/f1 --width single
 """
 
 
@@ -42,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--formats", nargs="+", default=["pdf", "png"], help="file formats")
     parser.add_argument("--dpi", type=int, default=150)
+    parser.add_argument("--width", choices=["single", "double"], default="double",
+                        help="paper width: single column (3.5 in) or double (7 in)")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -66,10 +71,11 @@ def run(args: argparse.Namespace) -> int:
     )
     cache = open_cache(args.cache)
     manifest = draw_figures(cache, args.out, params=params, formats=args.formats,
-                            dpi=args.dpi, only=args.only, progress=not args.quiet)  # fmt: skip
+                            dpi=args.dpi, only=args.only, progress=not args.quiet,
+                            width=args.width)  # fmt: skip
     figs = manifest["figures"]
     unavailable = [f["stem"] for f in figs if f["unavailable"]]
-    print(f"{len(figs)} figures in {args.out} (figures_manifest.json)")
+    print(f"{len(figs)} figures, {args.width} width, in {args.out} (figures_manifest.json)")
     for f in figs:
         print(f"  {f['stem']}: {', '.join(f['files'].values())}")
     if unavailable:

@@ -4,7 +4,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from analysis import alignment, embedding, localisation, masks, overlays, variance
-from analysis.style import group_colors, save_figure, unavailable_figure
+from analysis.style import caption_of, group_colors, save_figure, unavailable_figure
 from analysis.summary import COLUMNS, summarise_cache, write_summary
 
 FAST = dict(n_boot=50, n_permutations=10, null_samples=4, perplexities=(2, 5))
@@ -78,6 +78,9 @@ def test_every_figure_renders_to_pdf_and_png(small_cache, tmp_path):
     figs = _all_figures(c)
     for name, fig in figs.items():
         assert isinstance(fig, Figure), name
+        # default: a double-column figure (7 in) that carries its caption
+        assert fig.get_size_inches()[0] == 7.0, name
+        assert caption_of(fig), name
         # low-resolution PNG keeps the test fast; the PDF path is checked once below
         (path,) = save_figure(fig, tmp_path / name, formats=("png",), dpi=40)
         assert path.stat().st_size > 1000, name
@@ -94,6 +97,11 @@ def test_figures_on_a_minimal_cache_do_not_crash(minimal_cache):
     figs = _all_figures(c)
     for name in ("alignment", "null", "localisation", "embedding"):
         assert hasattr(figs[name], "_analysis_unavailable"), name
+        # the marker says why in the figure and in its caption
+        reason = figs[name]._analysis_unavailable
+        assert caption_of(figs[name]) == f"Not drawn: {reason}"
+        texts = " ".join(t.get_text() for ax in figs[name].axes for t in ax.texts)
+        assert reason.split()[0] in texts, name
     assert not hasattr(figs["gallery"], "_analysis_unavailable")
 
 
