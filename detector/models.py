@@ -42,6 +42,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from detector.checkpoint_format import (
+    CheckpointError,
+    load_weights,
+    read_checkpoint,
+    read_state_dict,
+    save_checkpoint,
+)
+
 __all__ = [
     "KINDS",
     "DefocusDetector",
@@ -49,7 +57,9 @@ __all__ = [
     "FusionDetector",
     "RGBDetector",
     "build_detector",
+    "load_checkpoint",
     "normalize_per_sample",
+    "save_checkpoint",
 ]
 
 #: The detector kinds :func:`build_detector` knows.
@@ -107,8 +117,6 @@ def _create_backbone(name: str, num_classes: int, in_chans: int = 3) -> nn.Modul
 
 def _load_backbone_weights(backbone: nn.Module, path: str | os.PathLike) -> None:
     """Load local backbone weights (any head is ignored) into ``backbone``."""
-    from detector.checkpoints import read_state_dict
-
     state = read_state_dict(path)
     head = {k for k in backbone.state_dict() if k.split(".")[0] in _head_names(backbone)}
     own = backbone.state_dict()
@@ -515,6 +523,61 @@ def build_detector(
     return model
 
 
-from detector.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402  (re-exported)
+def load_checkpoint(
+    model_or_path: nn.Module | str | os.PathLike,
+    path: str | os.PathLike | None = None,
+    map_location: Any = "cpu",
+) -> nn.Module:
+    """Load weights into a model, or build the detector a checkpoint describes.
 
-__all__ += ["load_checkpoint", "save_checkpoint"]
+    Parameters
+    ----------
+    model_or_path : torch.nn.Module or path
+        A model to load into (then ``path`` is the file), or the file itself
+        (then the detector is built from the config stored in it; only our
+        format stores one: ``defocus import-checkpoint`` converts the
+        paper's files).
+    path : str or path-like, optional
+    map_location : str or torch.device
+        Where the tensors are read to.
+
+    Returns
+    -------
+    torch.nn.Module
+        The model, with the weights loaded; ``model.checkpoint_extra`` holds
+        the file's extra values.
+
+    Raises
+    ------
+    CheckpointError
+        If the file cannot be read or fails its checksum, the weights do not
+        fit the model (the message names the first missing and first
+        unexpected keys), or the file has no usable config and no model was
+        given.
+    """
+    if isinstance(model_or_path, nn.Module):
+        if path is None:
+            raise ValueError("load_checkpoint(model, path): path is missing")
+        load_weights(model_or_path, path, map_location)
+        return model_or_path
+    if path is not None:
+        raise ValueError("give either load_checkpoint(model, path) or load_checkpoint(path)")
+    ckpt = read_checkpoint(model_or_path, map_location)
+    if not ckpt.config:
+        raise CheckpointError(
+            model_or_path,
+            f"stores no model config ({ckpt.layout} layout, e.g. the paper's released "
+            "weights); convert it once with `defocus import-checkpoint SRC --kind defocus|rgb "
+            "--out DST`, or build the model and call load_checkpoint(model, path)",
+        )
+    if not isinstance(ckpt.config, dict):
+        raise CheckpointError(model_or_path, f"stores a model config that is not a dict: "
+                              f"{type(ckpt.config).__name__}")  # fmt: skip
+    try:
+        model = build_detector(**ckpt.config)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(
+            model_or_path, f"stores a model config that cannot be built: {err}"
+        ) from None
+    load_weights(model, ckpt)
+    return model
