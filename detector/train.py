@@ -438,8 +438,9 @@ def _training_bytes(
     activations = probe * (s / _PROBE_SIZE) ** 2
     per_image = activations + 3 * d * d + 2 * channels * s * s
     if getattr(model, "kind", "") != "rgb":
-        cfg = getattr(model, "defocus_config", None)
-        m = float(getattr(cfg, "size", None) or d)
+        # the map size follows the image size when the model was built that way (the default)
+        cfg_size = getattr(getattr(model, "defocus_config", None), "size", None)
+        m = float(cfg_size) if cfg_size and cfg_size != model.image_size else s
         per_image += 32 * m * m + 12 * d * d
     total = 16 * params + 4 * batch_size * per_image + 4 * n_cached * channels * s * s
     return int(total)
