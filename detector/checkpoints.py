@@ -243,11 +243,12 @@ def import_checkpoint(
     try:
         load_weights(model, ckpt)
     except CheckpointError as err:
-        raise CheckpointError(
-            src,
-            err.problem + f" (built with --backbone {backbone}; is it the "
-            f"backbone the file was trained with? the paper's is {PAPER_BACKBONE})",
-        ) from None
+        if backbone == PAPER_BACKBONE:
+            hint = f"built with the paper's backbone {backbone}; give --backbone NAME if the "
+            hint += "file holds another timm model"
+        else:
+            hint = f"built with --backbone {backbone}; the paper's is {PAPER_BACKBONE}"
+        raise CheckpointError(src, f"{err.problem} ({hint})") from None
     source_sha = _file_sha256(src)
     save_checkpoint(
         model,

@@ -30,11 +30,18 @@ Every detector exposes
 
 Nothing is downloaded: backbones are built with ``pretrained=False``;
 ``pretrained`` may name a local weights file for the backbone.
+
+:func:`load_checkpoint` builds the detector a checkpoint describes (or
+loads weights into a given one); the file format (checksums, the paper's
+layouts, one-line :class:`~detector.checkpoint_format.CheckpointError`)
+lives in :mod:`detector.checkpoint_format`, which this module imports;
+:mod:`detector.checkpoints` builds on both and never the other way round.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Any
 
@@ -48,6 +55,7 @@ from detector.checkpoint_format import (
     read_checkpoint,
     read_state_dict,
     save_checkpoint,
+    strip_prefix,
 )
 
 __all__ = [
@@ -61,6 +69,8 @@ __all__ = [
     "normalize_per_sample",
     "save_checkpoint",
 ]
+
+log = logging.getLogger(__name__)
 
 #: The detector kinds :func:`build_detector` knows.
 KINDS: tuple[str, ...] = ("defocus", "rgb", "fusion")
@@ -523,6 +533,31 @@ def build_detector(
     return model
 
 
+def _warn_if_not_the_papers_input(model: nn.Module, path: str) -> None:
+    """Warn when foreign (the paper's) weights go into a detector fed other inputs than its."""
+    kind = getattr(model, "kind", "")
+    differences = []
+    if kind in ("defocus", "fusion"):
+        cfg = model.defocus_config
+        if cfg.input_range != "symmetric":
+            differences.append(
+                f"defocus input_range {cfg.input_range!r} (the paper's: 'symmetric')"
+            )
+        if cfg.mode != "reference" or cfg.size != 299:
+            differences.append(f"{cfg.mode} maps at {cfg.size} px (the paper's: reference at 299)")
+    if kind in ("rgb", "fusion") and getattr(model, "rgb_input_range", "") != "symmetric":
+        differences.append("RGB input in [0, 1] (the paper's: [-1, 1])")
+    if differences:
+        log.warning(
+            "%r holds the paper's weights (no model config), loaded into a %s detector with "
+            "%s: its logits will not be the paper's; `defocus import-checkpoint` makes a "
+            "checkpoint with the paper's input pipeline",
+            path,
+            kind,
+            "; ".join(differences),
+        )
+
+
 def load_checkpoint(
     model_or_path: nn.Module | str | os.PathLike,
     path: str | os.PathLike | None = None,
@@ -558,7 +593,11 @@ def load_checkpoint(
     if isinstance(model_or_path, nn.Module):
         if path is None:
             raise ValueError("load_checkpoint(model, path): path is missing")
-        load_weights(model_or_path, path, map_location)
+        ckpt = load_weights(model_or_path, path, map_location)
+        keys = set(strip_prefix(ckpt.state_dict, "module."))
+        if ckpt.layout != "ours" and keys != set(model_or_path.state_dict()):
+            # keys renamed from the paper's DefocusNet or bare timm layout
+            _warn_if_not_the_papers_input(model_or_path, ckpt.path)
         return model_or_path
     if path is not None:
         raise ValueError("give either load_checkpoint(model, path) or load_checkpoint(path)")

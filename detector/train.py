@@ -9,6 +9,19 @@ of metrics (accuracy, AUC, AP, EER, video-level AUC, per fake group).
 
 Unreadable images are skipped by the collate function, counted, and listed
 with their paths and reasons in the metrics (``n_skipped``, ``skipped``).
+
+What is refused before anything is written (:class:`TrainingDataError`,
+:class:`~detector.memory.InsufficientMemoryError`, both ``ValueError``):
+training data that is empty or of one class; validation data that is empty
+or of one class (no epoch could be chosen on it: AUC is undefined, and
+accuracy or loss on one class reward predicting that class; pass
+``val_ds=None`` to keep the last epoch instead); an image size and batch
+size whose estimated memory (:func:`training_memory`) exceeds what is
+available, with the largest image size and batch size that would fit.
+``best.pt`` is never chosen on an undefined metric: an epoch whose
+validation metric is NaN (e.g. the readable validation images were of one
+class) is logged and skipped, and if no epoch had a defined metric,
+``train`` raises after the last epoch (``last.pt`` keeps the work).
 """
 
 from __future__ import annotations
@@ -474,7 +487,8 @@ def _check_memory(
     n_all = len(train_ds) + (len(val_ds) if val_ds is not None else 0)
 
     def need(s: int, b: int, cached: int = 0) -> int:
-        d = data_size if data_size is not None else s
+        # images read at the model's size follow it (what choosing another size does)
+        d = data_size if data_size is not None and data_size != size else s
         return _training_bytes(model, probe, channels, s, b, d, cached)
 
     what = f"training at image size {size} with batch size {batch_size}"
@@ -550,7 +564,8 @@ def train(
     num_workers : int, default=0
     weight_decay : float, default=0.0
     select : {"auc", "accuracy", "ap", "loss"}, default="auc"
-        Validation metric that picks the best checkpoint (the paper: accuracy).
+        Validation metric that picks the best checkpoint (the paper: accuracy);
+        an epoch where it is undefined (NaN) is never picked.
     resume : bool, default=True
         Continue from ``out_dir/last.pt`` when it exists (same model config).
     cache_inputs : bool or "auto", default="auto"
@@ -564,6 +579,18 @@ def train(
     Returns
     -------
     TrainResult
+
+    Raises
+    ------
+    TrainingDataError
+        Before training, if the training data is empty or of one class, or
+        the validation data is empty or of one class; after the last epoch,
+        if no epoch had a defined validation metric (``best.pt`` is then
+        not written).
+    InsufficientMemoryError
+        Before anything is written, if the estimated memory of the image
+        size and batch size exceeds what is available (the message gives
+        the largest image size and batch size that fit).
     """
     from tqdm.auto import tqdm
 

@@ -367,3 +367,17 @@ def test_config_that_cannot_be_built_is_named(tmp_path):
     save_checkpoint(model, tmp_path / "m.pt")
     with pytest.raises(CheckpointError, match="cannot be built"):
         load_checkpoint(tmp_path / "m.pt")
+
+
+def test_paper_weights_into_another_input_pipeline_warn(tmp_path, caplog):
+    # the r = 0.41 trap: the paper's DefocusNet weights in a default-built detector
+    from detector.checkpoints import paper_detector
+
+    torch.manual_seed(1)
+    torch.save(PaperDefocusNet("resnet10t").state_dict(), tmp_path / "paper.pth")
+    with caplog.at_level(logging.WARNING, logger="detector"):
+        load_checkpoint(paper_detector("defocus", "resnet10t"), tmp_path / "paper.pth")
+    assert caplog.text == ""
+    with caplog.at_level(logging.WARNING, logger="detector"):
+        load_checkpoint(_build(), tmp_path / "paper.pth")
+    assert "input_range 'unit'" in caplog.text and "import-checkpoint" in caplog.text
