@@ -406,8 +406,8 @@ def training_memory(
     ``(image_size / 64) ** 2``, times ``batch_size``); the batch of images
     read (at ``data_image_size``) and of model inputs; the defocus
     estimator's working maps (about 32 per image at the map size, 12 at the
-    image size); and ``n_cached`` cached model inputs. Measured within about
-    25 % of the real peak for resnet10t and legacy_xception on the CPU.
+    image size); and ``n_cached`` cached model inputs. Within about 10 % of
+    the measured peak for resnet10t and legacy_xception training on the CPU.
 
     Parameters
     ----------
