@@ -57,6 +57,7 @@ from safeio import atomic_write, atomic_write_json
 __all__ = [
     "TrainResult",
     "TrainingDataError",
+    "TrainingDivergedError",
     "evaluate",
     "predict",
     "seed_everything",
@@ -76,6 +77,10 @@ _PROBE_SIZE = 64
 
 class TrainingDataError(ValueError):
     """Training or validation data on which no detector can be trained or selected."""
+
+
+class TrainingDivergedError(ValueError):
+    """A training run whose loss or logits became NaN or infinite (e.g. too high a lr)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -681,6 +686,11 @@ def train(
             )
             logits = model.classify(x) if hasattr(model, "classify") else model(x)
             loss = criterion(logits, y)
+            if not torch.isfinite(loss):
+                raise TrainingDivergedError(
+                    f"the training loss became {float(loss)} in epoch {epoch}: training "
+                    f"diverged (try a lower lr than {lr}); nothing of this epoch was saved"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -700,6 +710,12 @@ def train(
             for p, r in pred["skipped"]:
                 n_skipped += 1
                 skipped.setdefault(p, r)
+            bad = int((~np.isfinite(pred["logits"])).sum())
+            if bad:
+                raise TrainingDivergedError(
+                    f"{bad} validation logits are NaN or infinite after epoch {epoch}: training "
+                    f"diverged (try a lower lr than {lr}); nothing of this epoch was saved"
+                )
             val = _metrics_from_predictions(pred)
             val.pop("skipped")
             row.update({f"val_{k}": v for k, v in val.items() if not isinstance(v, dict)})

@@ -16,7 +16,13 @@ from torch import nn
 from detector.data import ImageDataset, RealFakeFolders, Sample, SyntheticDoF
 from detector.memory import InsufficientMemoryError
 from detector.models import build_detector
-from detector.train import TrainingDataError, evaluate, train, training_memory
+from detector.train import (
+    TrainingDataError,
+    TrainingDivergedError,
+    evaluate,
+    train,
+    training_memory,
+)
 
 SIZE = 32
 
@@ -263,6 +269,16 @@ def test_best_checkpoint_is_never_chosen_on_nan(tmp_path, tiny, caplog):
     assert "validation auc is undefined" in caplog.text
     assert not (tmp_path / "run" / "best.pt").exists()
     assert (tmp_path / "run" / "last.pt").is_file()  # the work is kept
+
+
+def test_a_diverged_run_stops_with_a_clear_error(tmp_path, tiny):
+    # caught: NaN logits reaching the metrics as "scores must be finite"
+    model = _model("rgb")
+    with torch.no_grad():
+        model.backbone.fc.bias.fill_(float("nan"))
+    with pytest.raises(TrainingDivergedError, match="loss became nan in epoch 1.*lower lr"):
+        train(model, tiny[0], tiny[1], tmp_path / "run", epochs=1, device="cpu", progress=False)
+    assert not (tmp_path / "run" / "best.pt").exists()
 
 
 def test_training_that_cannot_fit_in_memory_is_refused(tmp_path, tiny, monkeypatch):
