@@ -367,7 +367,10 @@ def test_errors_are_one_line_and_leave_nothing(tmp_path, capsys):
         (["notes.pth", "--kind", "defocus"], "is a text file"),
         (["none.pth", "--kind", "defocus"], "checkpoint not found"),
         (["d.pth", "--kind", "rgb", "--backbone", "resnet10t"], "DefocusNet.*use --kind defocus"),
-        (["d.pth", "--kind", "defocus"], "first missing key.*--backbone legacy_xception"),
+        (
+            ["d.pth", "--kind", "defocus"],
+            "first missing key.*backbone legacy_xception; give --backbone NAME",
+        ),
         (["d.pth", "--kind", "defocus", "--image-size", "4"], "--image-size must be at least 8"),
     ]
     for args, says in cases:
