@@ -30,17 +30,33 @@ Every detector exposes
 
 Nothing is downloaded: backbones are built with ``pretrained=False``;
 ``pretrained`` may name a local weights file for the backbone.
+
+:func:`load_checkpoint` builds the detector a checkpoint describes (or
+loads weights into a given one); the file format (checksums, the paper's
+layouts, one-line :class:`~detector.checkpoint_format.CheckpointError`)
+lives in :mod:`detector.checkpoint_format`, which this module imports;
+:mod:`detector.checkpoints` builds on both and never the other way round.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from detector.checkpoint_format import (
+    CheckpointError,
+    load_weights,
+    read_checkpoint,
+    read_state_dict,
+    save_checkpoint,
+    strip_prefix,
+)
 
 __all__ = [
     "KINDS",
@@ -49,8 +65,12 @@ __all__ = [
     "FusionDetector",
     "RGBDetector",
     "build_detector",
+    "load_checkpoint",
     "normalize_per_sample",
+    "save_checkpoint",
 ]
+
+log = logging.getLogger(__name__)
 
 #: The detector kinds :func:`build_detector` knows.
 KINDS: tuple[str, ...] = ("defocus", "rgb", "fusion")
@@ -107,8 +127,6 @@ def _create_backbone(name: str, num_classes: int, in_chans: int = 3) -> nn.Modul
 
 def _load_backbone_weights(backbone: nn.Module, path: str | os.PathLike) -> None:
     """Load local backbone weights (any head is ignored) into ``backbone``."""
-    from detector.checkpoints import read_state_dict
-
     state = read_state_dict(path)
     head = {k for k in backbone.state_dict() if k.split(".")[0] in _head_names(backbone)}
     own = backbone.state_dict()
@@ -515,6 +533,90 @@ def build_detector(
     return model
 
 
-from detector.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402  (re-exported)
+def _warn_if_not_the_papers_input(model: nn.Module, path: str) -> None:
+    """Warn when foreign (the paper's) weights go into a detector fed other inputs than its."""
+    kind = getattr(model, "kind", "")
+    differences = []
+    if kind in ("defocus", "fusion"):
+        cfg = model.defocus_config
+        if cfg.input_range != "symmetric":
+            differences.append(
+                f"defocus input_range {cfg.input_range!r} (the paper's: 'symmetric')"
+            )
+        if cfg.mode != "reference" or cfg.size != 299:
+            differences.append(f"{cfg.mode} maps at {cfg.size} px (the paper's: reference at 299)")
+    if kind in ("rgb", "fusion") and getattr(model, "rgb_input_range", "") != "symmetric":
+        differences.append("RGB input in [0, 1] (the paper's: [-1, 1])")
+    if differences:
+        log.warning(
+            "%r holds the paper's weights (no model config), loaded into a %s detector with "
+            "%s: its logits will not be the paper's; `defocus import-checkpoint` makes a "
+            "checkpoint with the paper's input pipeline",
+            path,
+            kind,
+            "; ".join(differences),
+        )
 
-__all__ += ["load_checkpoint", "save_checkpoint"]
+
+def load_checkpoint(
+    model_or_path: nn.Module | str | os.PathLike,
+    path: str | os.PathLike | None = None,
+    map_location: Any = "cpu",
+) -> nn.Module:
+    """Load weights into a model, or build the detector a checkpoint describes.
+
+    Parameters
+    ----------
+    model_or_path : torch.nn.Module or path
+        A model to load into (then ``path`` is the file), or the file itself
+        (then the detector is built from the config stored in it; only our
+        format stores one: ``defocus import-checkpoint`` converts the
+        paper's files).
+    path : str or path-like, optional
+    map_location : str or torch.device
+        Where the tensors are read to.
+
+    Returns
+    -------
+    torch.nn.Module
+        The model, with the weights loaded; ``model.checkpoint_extra`` holds
+        the file's extra values.
+
+    Raises
+    ------
+    CheckpointError
+        If the file cannot be read or fails its checksum, the weights do not
+        fit the model (the message names the first missing and first
+        unexpected keys), or the file has no usable config and no model was
+        given.
+    """
+    if isinstance(model_or_path, nn.Module):
+        if path is None:
+            raise ValueError("load_checkpoint(model, path): path is missing")
+        ckpt = load_weights(model_or_path, path, map_location)
+        keys = set(strip_prefix(ckpt.state_dict, "module."))
+        if ckpt.layout != "ours" and keys != set(model_or_path.state_dict()):
+            # keys renamed from the paper's DefocusNet or bare timm layout
+            _warn_if_not_the_papers_input(model_or_path, ckpt.path)
+        return model_or_path
+    if path is not None:
+        raise ValueError("give either load_checkpoint(model, path) or load_checkpoint(path)")
+    ckpt = read_checkpoint(model_or_path, map_location)
+    if not ckpt.config:
+        raise CheckpointError(
+            model_or_path,
+            f"stores no model config ({ckpt.layout} layout, e.g. the paper's released "
+            "weights); convert it once with `defocus import-checkpoint SRC --kind defocus|rgb "
+            "--out DST`, or build the model and call load_checkpoint(model, path)",
+        )
+    if not isinstance(ckpt.config, dict):
+        raise CheckpointError(model_or_path, f"stores a model config that is not a dict: "
+                              f"{type(ckpt.config).__name__}")  # fmt: skip
+    try:
+        model = build_detector(**ckpt.config)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(
+            model_or_path, f"stores a model config that cannot be built: {err}"
+        ) from None
+    load_weights(model, ckpt)
+    return model

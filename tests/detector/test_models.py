@@ -67,12 +67,19 @@ def test_defocus_forward_is_classify_of_defocus_input(images):
     torch.testing.assert_close(model.classify(maps).detach(), by_hand, rtol=0, atol=0)
 
 
-def test_classify_is_differentiable_in_the_map(images):
-    model = _build("defocus")
-    maps = model.defocus_input(images).requires_grad_(True)
-    model.classify(maps).sum().backward()
-    assert maps.grad is not None and maps.grad.shape == (2, 1, SIZE, SIZE)
-    assert maps.grad.abs().sum() > 0
+@pytest.mark.parametrize(("kind", "channels"), [("defocus", 1), ("rgb", 3), ("fusion", 4)])
+def test_classify_gradient_matches_finite_differences(kind, channels, seed):
+    # catches a classify whose gradient is cut (a detach or no_grad around the repeat to 3
+    # channels or the [-1, 1] step) or wrong; attributions explain exactly this function
+    torch.manual_seed(seed)
+    model = build_detector(kind, backbone="resnet10t", image_size=16).double().eval()
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(1, channels, 16, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        model.classify, (x,), eps=1e-6, atol=1e-6, rtol=1e-4, fast_mode=True
+    )
+    (grad,) = torch.autograd.grad(model.classify(x).sum(), x)
+    assert grad.abs().sum() > 0  # not a function that ignores its input
 
 
 def test_features_are_pooled_penultimate(images):

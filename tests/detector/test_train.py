@@ -1,19 +1,28 @@
-"""Training and evaluation: the loss goes down, outputs are written, resume is exact."""
+"""Training and evaluation: metric values, the loss going down, exact resume, refusals."""
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch import nn
 
-from detector.data import RealFakeFolders, SyntheticDoF
+from detector.data import ImageDataset, RealFakeFolders, Sample, SyntheticDoF
+from detector.memory import InsufficientMemoryError
 from detector.models import build_detector
-from detector.train import evaluate, train
+from detector.train import (
+    TrainingDataError,
+    TrainingDivergedError,
+    evaluate,
+    train,
+    training_memory,
+)
 
 SIZE = 32
 
@@ -142,6 +151,174 @@ def test_evaluate_reports_every_metric_and_group(tiny):
     logits = np.array([p["logit"] for p in preds])
     labels = np.array([p["label"] for p in preds])
     assert m["accuracy"] == pytest.approx(float(((logits > 0) == labels).mean()))
+
+
+def _folders(root, values, size=SIZE, seed=0):
+    """Real and fake folders of flat grey images: {"real": [v, ...], "fake": [...]} (uint8)."""
+    rng = np.random.default_rng(seed)
+    for kind, levels in values.items():
+        (root / kind).mkdir(parents=True, exist_ok=True)
+        for i, v in enumerate(levels):
+            noise = rng.integers(-3, 4, (size, size, 3)) if seed is not None else 0
+            pixels = np.clip(np.full((size, size, 3), v) + noise, 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / kind / f"{i:02d}.png")
+    return RealFakeFolders(root / "real", root / "fake")
+
+
+class FirstPixel(nn.Module):
+    """Logit ``4 * x[0, 0, 0] - 2`` of each image: outputs known in closed form."""
+
+    def forward(self, images):
+        return 4 * images[:, :1, 0, 0] - 2
+
+
+def test_evaluate_values_by_hand(tmp_path):
+    # catches wrong loss, accuracy, AUC, AP or per-group values (not only missing keys)
+    real, fake = [10, 60, 140, 200], [120, 180, 250]
+    ds = _folders(tmp_path, {"real": real, "fake": fake}, seed=None)
+    m = evaluate(FirstPixel(), ds, batch_size=3, device="cpu", progress=False)
+    z = {0: [4 * v / 255 - 2 for v in real], 1: [4 * v / 255 - 2 for v in fake]}
+    # BCE by hand: log(1 + exp(-z)) for fakes, log(1 + exp(z)) for reals
+    loss = sum(math.log1p(math.exp(-t)) for t in z[1]) + sum(math.log1p(math.exp(t)) for t in z[0])
+    assert m["loss"] == pytest.approx(loss / 7, rel=1e-6)
+    # threshold 0 is grey level 127.5: reals 10, 60 and fakes 180, 250 are right
+    assert m["accuracy"] == pytest.approx(4 / 7) and (m["tp"], m["fp"], m["tn"], m["fn"]) == (
+        2, 2, 2, 1,
+    )  # fmt: skip
+    # AUC = share of (fake, real) pairs ordered right: 120 beats 10, 60; 180 beats 10, 60, 140
+    assert m["auc"] == pytest.approx((2 + 3 + 4) / 12)
+    # AP: precision at each fake when ranked by score (250, 200r, 180, 140r, 120): 1, 2/3, 3/5
+    assert m["ap"] == pytest.approx((1 + 2 / 3 + 3 / 5) / 3)
+    assert m["per_group"]["fake"]["auc"] == pytest.approx(m["auc"])
+
+
+def test_training_learns_a_separable_set_and_reports_true_values(tmp_path):
+    # catches a training loop that does not learn, or validation values that are not the
+    # model's: dark reals vs bright fakes are separated after a few epochs, and the metrics
+    # stored for best.pt are what an independent evaluation of best.pt gives
+    levels = {"real": [40, 50, 60, 70, 80, 90], "fake": [160, 170, 180, 190, 200, 210]}
+    train_ds = _folders(tmp_path / "train", levels, seed=1)
+    val_ds = _folders(tmp_path / "val", {"real": [45, 85], "fake": [165, 205]}, seed=2)
+    result = train(_model("rgb"), train_ds, val_ds, tmp_path / "run", epochs=4, batch_size=6,
+                   lr=3e-3, seed=0, device="cpu", progress=False)  # fmt: skip
+    assert result.best_val["auc"] == 1.0
+    assert result.history[-1]["train_loss"] < 0.5 * result.history[0]["train_loss"]
+    from detector.models import load_checkpoint
+
+    best = load_checkpoint(result.best_checkpoint)
+    again = evaluate(best, val_ds, device="cpu", progress=False, return_predictions=True)
+    for key in ("auc", "accuracy", "loss", "ap"):
+        assert again[key] == pytest.approx(result.best_val[key], rel=1e-5, abs=1e-7), key
+    logits = np.array([p["logit"] for p in again["predictions"]])
+    labels = np.array([p["label"] for p in again["predictions"]])
+    bce = np.mean(np.logaddexp(0, logits) - labels * logits)  # BCE with logits, float64
+    assert again["loss"] == pytest.approx(bce, rel=1e-5)
+    meta = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert meta["best_val"]["auc"] == 1.0 and meta["best_epoch"] == result.best_epoch
+
+
+# -- refusals: never train or select on data that cannot support it ---------------------------
+
+
+def _one_class(tmp_path, label, n=4):
+    samples = []
+    for i in range(n):
+        p = tmp_path / f"{label}{i}.png"
+        Image.fromarray(np.full((SIZE, SIZE, 3), 30 * i + 10, np.uint8)).save(p)
+        samples.append(Sample(str(p), label, f"{label}/{i}", "real" if label == 0 else "fake"))
+    return ImageDataset(samples)
+
+
+@pytest.mark.parametrize(
+    ("which", "match"),
+    [
+        ("train_one_class", "training data holds 4 real and 0 fake"),
+        ("val_empty", "validation data is empty"),
+        ("val_one_class", "validation data holds 0 real and 4 fake"),
+    ],
+)
+def test_data_that_cannot_train_or_select_is_refused(tmp_path, tiny, which, match):
+    # the issue's case: one class, or an empty / one-class validation split, trained and
+    # saved best.pt chosen on a NaN AUC without a word
+    train_ds, val_ds = tiny
+    if which == "train_one_class":
+        train_ds = _one_class(tmp_path, 0)
+    elif which == "val_empty":
+        val_ds = ImageDataset([])
+    else:
+        val_ds = _one_class(tmp_path, 1)
+    with pytest.raises(TrainingDataError, match=match):
+        train(_model("rgb"), train_ds, val_ds, tmp_path / "run", epochs=1, device="cpu",
+              progress=False)  # fmt: skip
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_best_checkpoint_is_never_chosen_on_nan(tmp_path, tiny, caplog):
+    # both classes listed, but every fake unreadable: each epoch's AUC is undefined
+    train_ds, _ = tiny
+    real = _one_class(tmp_path, 0)
+    broken = []
+    for i in range(2):
+        (tmp_path / f"bad{i}.png").write_bytes(b"not a png")
+        broken.append(Sample(str(tmp_path / f"bad{i}.png"), 1, f"bad/{i}", "fake"))
+    val_ds = ImageDataset(real.samples + broken)
+    with caplog.at_level(logging.WARNING, logger="detector"):
+        with pytest.raises(TrainingDataError, match="no epoch had a defined validation auc"):
+            train(_model("rgb"), train_ds, val_ds, tmp_path / "run", epochs=2, batch_size=8,
+                  device="cpu", progress=False)  # fmt: skip
+    assert "validation auc is undefined" in caplog.text
+    assert not (tmp_path / "run" / "best.pt").exists()
+    assert (tmp_path / "run" / "last.pt").is_file()  # the work is kept
+
+
+def test_a_diverged_run_stops_with_a_clear_error(tmp_path, tiny):
+    # caught: NaN logits reaching the metrics as "scores must be finite"
+    model = _model("rgb")
+    with torch.no_grad():
+        model.backbone.fc.bias.fill_(float("nan"))
+    with pytest.raises(TrainingDivergedError, match="loss became nan in epoch 1.*lower lr"):
+        train(model, tiny[0], tiny[1], tmp_path / "run", epochs=1, device="cpu", progress=False)
+    assert not (tmp_path / "run" / "best.pt").exists()
+
+
+def test_training_that_cannot_fit_in_memory_is_refused(tmp_path, tiny, monkeypatch):
+    # caught: a MemoryError traceback after an empty output folder was made
+    train_ds, val_ds = tiny
+    big = build_detector("defocus", backbone="resnet10t", image_size=100_000)
+    with pytest.raises(InsufficientMemoryError) as err:
+        train(big, train_ds, val_ds, tmp_path / "run", device="cpu", progress=False)
+    msg = str(err.value)
+    assert "training at image size 100000 with batch size 32 needs about" in msg
+    assert "fits at batch size 32" in msg and "\n" not in msg
+    assert not (tmp_path / "run").exists()
+
+    # what it says would fit does fit, and one more does not (2 GiB available, 80 % usable)
+    monkeypatch.setattr("detector.memory.available_memory", lambda: 2 * 2**30)
+    model = _model("rgb")
+    model.image_size = 1024
+    with pytest.raises(InsufficientMemoryError) as err:
+        train(model, train_ds, None, tmp_path / "run", batch_size=64, device="cpu",
+              progress=False)  # fmt: skip
+    said = str(err.value).split("; ", 1)[1]
+    size = int(said.split("image size ")[1].split()[0])
+    batch = int(said.split("batch size ")[2].split()[0])
+    budget = 0.8 * 2 * 2**30
+
+    def need(s, b):
+        return training_memory(model, s, b, data_image_size=SIZE)
+
+    assert need(size, 64) <= budget < need(size + 1, 64)
+    assert need(1024, batch) <= budget < need(1024, batch + 1)
+
+
+def test_training_memory_scales_with_pixels_and_batch():
+    # everything but the weights and optimizer state is per image and per pixel
+    model = _model("defocus")
+    fixed = 16 * sum(p.numel() for p in model.parameters())
+    a = training_memory(model, 64, 8) - fixed
+    assert training_memory(model, 128, 8) - fixed == pytest.approx(4 * a, rel=1e-6)
+    assert training_memory(model, 64, 16) - fixed == pytest.approx(2 * a, rel=1e-6)
+    assert training_memory(nn.Linear(2, 2), 64, 8) is None  # not a detector: no estimate
 
 
 @pytest.mark.parametrize(
