@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["overlays_from_cache", "plot_attribution_overlays"]
+__all__ = ["overlays_from_cache", "plot_attribution_overlays", "plot_explanation"]
 
 _FIELDS = ("image", "defocus", "attr_defocus", "attr_rgb")
 
@@ -243,4 +243,79 @@ def plot_attribution_overlays(
         caption += " Panels marked n/a: the cache has no " + ", ".join(map(repr, missing))
         caption += " field."
     set_caption(fig, caption)
+    return fig
+
+
+def plot_explanation(explanation, *, width: str = "single", percentile: float = 99.0):
+    """Draw one explained image: the image, what the model saw, the signed attributions.
+
+    Parameters
+    ----------
+    explanation : object
+        With ``kind``, ``image`` (3, H, W), ``model_input`` ((S, S) or
+        (3, S, S)), ``attribution`` (same shape as ``model_input``), ``logit``
+        and ``probability`` — as :func:`cache.explain.explain_image` returns.
+    width : {"single", "double"}
+        Paper width (3.5 or 7 inches).
+    percentile : float
+        The diverging scale, centred on 0, ends at this percentile of
+        ``|attribution|`` (beyond it the end colours; the bar shows the scale).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Three panels with colour bars; its caption (:func:`analysis.style.caption_of`)
+        says what is drawn.
+    """
+    from analysis.style import (
+        DEFOCUS_CMAP,
+        DIVERGING_CMAP,
+        colorbar,
+        column_width,
+        figure,
+        image_axes,
+        publication_style,
+        set_caption,
+        symmetric_norm,
+    )
+
+    inches = column_width(width)
+    if not 0 < percentile <= 100:
+        raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+    kind = explanation.kind
+    model_input = np.asarray(explanation.model_input, dtype=np.float32)
+    attr = np.asarray(explanation.attribution, dtype=np.float32)
+    if attr.shape != model_input.shape:
+        raise ValueError(
+            f"attribution shape {attr.shape} differs from model_input shape {model_input.shape}"
+        )
+    signed = attr.sum(axis=0) if attr.ndim == 3 else attr  # RGB: summed over channels
+    norm = symmetric_norm([signed], percentile)
+    seen_title = "defocus map the model sees" if kind == "defocus" else "image the model sees"
+    with publication_style():
+        fig = figure(width, inches * 0.42)
+        axes = fig.subplots(1, 3)
+        axes[0].imshow(np.transpose(np.asarray(explanation.image), (1, 2, 0)))
+        axes[0].set_title("image", fontsize=7)
+        if kind == "defocus":
+            im = axes[1].imshow(model_input, cmap=DEFOCUS_CMAP, vmin=0.0, vmax=1.0)
+            colorbar(fig, im, ax=axes[1], orientation="horizontal", ticks=[0, 0.5, 1],
+                     label="defocus (0 sharp, 1 blurred)", fraction=0.05, pad=0.04)  # fmt: skip
+        else:
+            axes[1].imshow(np.clip(np.transpose(model_input, (1, 2, 0)), 0, 1))
+        axes[1].set_title(seen_title, fontsize=7)
+        im = axes[2].imshow(signed, cmap=DIVERGING_CMAP, norm=norm)
+        axes[2].set_title(f"attribution (logit {explanation.logit:+.2f})", fontsize=7)
+        colorbar(fig, im, ax=axes[2], orientation="horizontal", label="Shapley value (logit)",
+                 fraction=0.05, pad=0.04)  # fmt: skip
+        for ax in axes:
+            image_axes(ax)
+    what = "summed over the three channels, " if attr.ndim == 3 else ""
+    set_caption(
+        fig,
+        f"{kind} model, P(fake) = {explanation.probability:.3f}. Right: signed Shapley values "
+        f"(expected gradients) of the fake logit, {what}red pushes towards fake, blue towards "
+        f"real; the scale is centred on 0 and ends at the {percentile:g}th percentile of "
+        "|attribution|.",
+    )
     return fig
