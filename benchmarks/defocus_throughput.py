@@ -3,7 +3,7 @@
 Usage::
 
     git --git-dir=PAPER_MIRROR archive HEAD | tar -x -C /tmp/paper-code   # a checkout, outside
-    .venv/bin/python benchmarks/defocus_throughput.py --paper-code /tmp/paper-code \\
+    .venv/bin/python benchmarks/defocus_throughput.py --paper-code /tmp/paper-code
         [--batch 32] [--threads 2] [--rounds 5] [--runs 3] [--memory-batch 256] [--accurate]
 
 Three ways compute the same maps of a batch of real 299x299 photo crops:
@@ -76,7 +76,7 @@ def real_photos(n: int, size: int = 299, seed: int = 0) -> torch.Tensor:
 
 
 def paper_way(paper_code: str):
-    """Return the paper's pipeline, imported from its checkout: ``images -> (dense, sparse, edges)``."""
+    """Return the paper's pipeline imported from its checkout: images -> (dense, sparse, edges)."""
     root = str(Path(paper_code).resolve())
     if not (Path(root) / "util" / "defocus_processing.py").is_file():
         raise SystemExit(f"--paper-code {paper_code}: no util/defocus_processing.py there")
@@ -100,7 +100,7 @@ def paper_way(paper_code: str):
 
 
 def efficient_way(paper_code: str):
-    """The paper's maths with the four DoG convolutions as one ``conv2d`` (4 output channels)."""
+    """Return the paper's maths with the four DoG convolutions as one 4-channel ``conv2d``."""
     paper_way(paper_code)  # puts the checkout on sys.path and checks it imports
     from guided_filter_pytorch.guided_filter import GuidedFilter
     from util.defocus_processing import compute_edge_map
@@ -308,9 +308,9 @@ def main(argv=None) -> int:
         input_mib = args.memory_batch * 3 * 299 * 299 * 4 / 2**20
         for name in names:
             m = memory_in_fresh_process(name, args)
+            grew = m["peak_mib"] - m["before_mib"]
             print(
-                f"  {name:10s} peak {m['peak_mib']:7.0f} MiB, {m['peak_mib'] - m['before_mib']:5.0f}"
-                f" MiB over the {m['before_mib']:.0f} MiB before (imports, input of "
+                f"  {name:10s} peak {m['peak_mib']:7.0f} MiB, {grew:5.0f} MiB over the {m['before_mib']:.0f} MiB before (imports, input of "
                 f"{input_mib:.0f} MiB)"
             )
     return 0

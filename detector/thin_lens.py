@@ -486,7 +486,7 @@ _SHARP_BOXES = {
 
 
 def _photo_crop(name: str, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """A random ``shape`` crop of the sharp part of a photo shrunk by 2 (antialiased).
+    """Cut a random ``shape`` crop of the sharp part of a photo shrunk by 2 (antialiased).
 
     Shrinking by 2 halves the photo's own blur (lens, demosaicing, JPEG),
     which the ground truth does not know about; ``shape`` must fit in half
@@ -504,7 +504,7 @@ def _photo_crop(name: str, shape: tuple[int, int], rng: np.random.Generator) -> 
 
 
 def _max_texture(name: str) -> tuple[int, int]:
-    """The largest crop :func:`_photo_crop` can cut from ``name``."""
+    """Return the largest crop :func:`_photo_crop` can cut from ``name``."""
     y0, y1, x0, x1 = _SHARP_BOXES[name]
     return (y1 - y0) // 2, (x1 - x0) // 2
 
