@@ -310,8 +310,8 @@ def main(argv=None) -> int:
             m = memory_in_fresh_process(name, args)
             grew = m["peak_mib"] - m["before_mib"]
             print(
-                f"  {name:10s} peak {m['peak_mib']:7.0f} MiB, {grew:5.0f} MiB over the {m['before_mib']:.0f} MiB before (imports, input of "
-                f"{input_mib:.0f} MiB)"
+                f"  {name:10s} peak {m['peak_mib']:7.0f} MiB, {grew:5.0f} MiB over the "
+                f"{m['before_mib']:.0f} MiB before (imports, input of {input_mib:.0f} MiB)"
             )
     return 0
 
