@@ -243,3 +243,16 @@ def test_benchmark_figures_are_pinned(split, name, rho, mae):
     got_rho, got_mae = _scores(scene, DefocusConfig(mode="accurate", size=None))
     assert got_rho == pytest.approx(rho, abs=0.005)
     assert got_mae == pytest.approx(mae, abs=0.005)
+
+
+def test_window_median_matches_numpy(rng):
+    """The compiled window median equals numpy's median over each window's valid values."""
+    from detector.defocus._propagate import window_median
+
+    values = rng.random((23, 31)) * 3
+    valid = rng.random((23, 31)) < 0.3
+    out = window_median(values, valid, 4)
+    for i, j in zip(*np.nonzero(valid), strict=True):
+        win = (slice(max(i - 4, 0), i + 5), slice(max(j - 4, 0), j + 5))
+        assert out[i, j] == np.median(values[win][valid[win]])
+    np.testing.assert_array_equal(out[~valid], values[~valid])
