@@ -5,9 +5,9 @@ Usage::
     .venv/bin/python benchmarks/defocus_readme_figures.py [--out docs/img]
 
 ``defocus_photos.png``: real photos (scikit-image, scikit-learn) beside their
-maps in reference and accurate mode. ``defocus_thin_lens.png``: the Middlebury
-motorcycle rendered through a thin lens (focus near and far) with the true
-blur and both estimates, on one colour scale in pixels.
+maps in reference and accurate mode. ``defocus_thin_lens.png``: scenes of the
+accuracy benchmark (the Middlebury motorcycle focused near, a held-out photo
+scene) with the true blur and both estimates, on one colour scale in pixels.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from detector.defocus import DefocusConfig, estimate_defocus  # noqa: E402
-from detector.thin_lens import motorcycle_scene  # noqa: E402
+from detector.thin_lens import motorcycle_scene, photo_scene  # noqa: E402
 
 
 def _maps(image: np.ndarray, **kw) -> np.ndarray:
@@ -76,12 +76,12 @@ def photos_figure(path: Path) -> None:
 
 def thin_lens_figure(path: Path) -> None:
     fig, axes = plt.subplots(2, 4, figsize=(15, 5.4))
-    for row, focus in enumerate(("near", "far")):
-        scene = motorcycle_scene(focus)
+    scenes = [motorcycle_scene("near"), photo_scene(3, ("rocket", "china", "flower"), "back")]
+    for row, scene in enumerate(scenes):
         ref = _maps(scene.image, mode="reference", size=None)
         acc = _maps(scene.image, mode="accurate", size=None)
         panels = [
-            (scene.image, f"motorcycle, focus {focus}", None),
+            (scene.image, scene.name, None),
             (np.where(scene.valid, scene.sigma, np.nan), "true blur sigma (px)", 3.0),
             (ref, "reference mode", None),
             (acc, "accurate mode (px)", 3.0),

@@ -21,9 +21,10 @@ render_layers
     Composite ``Layer`` objects back to front, each with its own blur.
 render_from_disparity
     Render an all-in-focus image through a thin lens from a disparity map.
-motorcycle_scene, layered_scene
+motorcycle_scene, photo_scene, layered_scene
     Benchmark scenes with ground-truth blur: the Middlebury motorcycle
-    (``skimage.data.stereo_motorcycle``) and synthetic layered photos.
+    (``skimage.data.stereo_motorcycle``, real depth), cut-outs of real photos
+    at several depths (``photo_scene``), and dead-leaves layers.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ __all__ = [
     "motorcycle_scene",
     "layered_scene",
     "dead_leaves",
+    "PHOTOS",
+    "photo_scene",
+    "BENCHMARK_SCENES",
+    "benchmark_scenes",
 ]
 
 
@@ -445,3 +450,209 @@ def layered_scene(
         layers.append(Layer(dead_leaves(shape, rng), alpha, float(sig[i])))
     rendered, sigma = render_layers(layers)
     return Scene(f"layered-{seed}", _quantise(rendered), sigma, np.ones(shape, dtype=bool))
+
+
+#: Real photos shipped with scikit-image and scikit-learn that :func:`photo_scene` uses.
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "china", "flower")
+
+
+def _photo(name: str) -> np.ndarray:
+    """Return the photo ``name`` of :data:`PHOTOS` as float64 ``(H, W, 3)`` in [0, 1]."""
+    if name in ("china", "flower"):
+        from sklearn.datasets import load_sample_images
+
+        china, flower = load_sample_images().images
+        img = china if name == "china" else flower
+    elif name in ("astronaut", "coffee", "chelsea", "rocket"):
+        from skimage import data
+
+        img = getattr(data, name)()
+    else:
+        raise ValueError(f"photo must be one of {', '.join(PHOTOS)}, got {name!r}")
+    return np.asarray(img, dtype=np.float64) / 255.0
+
+
+#: Where each photo is in focus: (row0, row1, col0, col1) in its own pixels. Coffee,
+#: chelsea and flower were shot with a shallow depth of field; their blurred
+#: surroundings would contradict the ground truth.
+_SHARP_BOXES = {
+    "astronaut": (0, 512, 0, 512),
+    "coffee": (20, 330, 80, 520),
+    "chelsea": (40, 300, 100, 451),
+    "rocket": (0, 427, 0, 640),
+    "china": (0, 427, 0, 640),
+    "flower": (140, 380, 180, 420),
+}
+
+
+def _photo_crop(name: str, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Cut a random ``shape`` crop of the sharp part of a photo shrunk by 2 (antialiased).
+
+    Shrinking by 2 halves the photo's own blur (lens, demosaicing, JPEG),
+    which the ground truth does not know about; ``shape`` must fit in half
+    the sharp box (see :func:`_max_texture`).
+    """
+    from skimage.transform import rescale
+
+    y0, y1, x0, x1 = _SHARP_BOXES[name]
+    img = rescale(_photo(name)[y0:y1, x0:x1], 0.5, anti_aliasing=True, channel_axis=2, order=1)
+    if shape[0] > img.shape[0] or shape[1] > img.shape[1]:
+        raise ValueError(f"a {shape} crop does not fit in the sharp part of {name!r}")
+    y = int(rng.integers(0, img.shape[0] - shape[0] + 1))
+    x = int(rng.integers(0, img.shape[1] - shape[1] + 1))
+    return np.clip(img[y : y + shape[0], x : x + shape[1]], 0.0, 1.0)
+
+
+def _max_texture(name: str) -> tuple[int, int]:
+    """Return the largest crop :func:`_photo_crop` can cut from ``name``."""
+    y0, y1, x0, x1 = _SHARP_BOXES[name]
+    return (y1 - y0) // 2, (x1 - x0) // 2
+
+
+def _silhouette(kind: str, shape, centre, size) -> np.ndarray:
+    """Binary mask of a disc, a rectangle or the horse of ``skimage.data.horse``."""
+    h, w = shape
+    yy, xx = np.mgrid[:h, :w]
+    cy, cx = centre
+    if kind == "disc":
+        return (yy - cy) ** 2 + (xx - cx) ** 2 <= size**2
+    if kind == "rect":
+        return (abs(yy - cy) <= size) & (abs(xx - cx) <= 1.4 * size)
+    from skimage import data
+    from skimage.transform import resize
+
+    horse = ~data.horse()  # True on the horse
+    hh = int(round(2.2 * size))
+    ww = int(round(hh * horse.shape[1] / horse.shape[0]))
+    small = resize(horse.astype(np.float64), (hh, ww), order=1, anti_aliasing=True) > 0.5
+    out = np.zeros(shape, dtype=bool)
+    y0, x0 = int(round(cy - hh / 2)), int(round(cx - ww / 2))
+    ys, xs = slice(max(y0, 0), min(y0 + hh, h)), slice(max(x0, 0), min(x0 + ww, w))
+    out[ys, xs] = small[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
+    return out
+
+
+def photo_scene(
+    seed: int,
+    photos: Sequence[str] = PHOTOS,
+    focus: str = "back",
+    shape: tuple[int, int] = (192, 256),
+    n_objects: int = 3,
+    max_sigma: float = 3.0,
+) -> Scene:
+    """Cut-outs of real photos at several depths in front of a real photo, through a thin lens.
+
+    The background is a crop of one photo; ``n_objects`` silhouettes (discs,
+    rectangles, the horse of ``skimage.data.horse``) textured with crops of
+    the other photos stand at random inverse depths in front of it. Every
+    crop comes from the part of its photo that is in focus, shrunk by 2, so
+    that the photo's own blur is small (about 0.3-0.5 px; the truth takes it
+    as 0). The focus is
+    put on the background (``"back"``), on the front-most object
+    (``"front"``) or on the middle one (``"middle"``); the blur of each layer
+    is ``max_sigma * |disparity - disparity_focus| / spread``.
+
+    Parameters
+    ----------
+    seed : int
+        Chooses the photos, crops, silhouettes, positions and depths.
+    photos : sequence of str, default=PHOTOS
+        Names from :data:`PHOTOS` to draw textures from; the background
+        comes from one whose sharp part is at least twice ``shape``
+        (astronaut, rocket, china).
+    focus : {"back", "middle", "front"}, default="back"
+    shape : tuple of int, default=(192, 256)
+    n_objects : int, default=3
+    max_sigma : float, default=3.0
+        Blur (px) of the most defocused layer.
+
+    Returns
+    -------
+    Scene
+        Named ``photo-{seed}-{focus}``; every pixel's truth is known.
+    """
+    if focus not in ("back", "middle", "front"):
+        raise ValueError(f"focus must be 'back', 'middle' or 'front', got {focus!r}")
+    photos = tuple(photos)
+    for name in photos:
+        if name not in PHOTOS:
+            raise ValueError(f"photo must be one of {', '.join(PHOTOS)}, got {name!r}")
+    h, w = shape
+    backgrounds = [p for p in photos if all(np.greater_equal(_max_texture(p), shape))]
+    if not backgrounds:
+        raise ValueError(f"none of {photos} has a sharp part of twice {shape} for the background")
+    rng = np.random.default_rng(seed)
+    disp = np.concatenate([[0.0], np.sort(rng.uniform(0.25, 1.0, n_objects))])  # far to near
+    focus_index = {"back": 0, "middle": (n_objects + 1) // 2, "front": n_objects}[focus]
+    spread = max(abs(disp - disp[focus_index]).max(), 1e-6)
+    sig = max_sigma * np.abs(disp - disp[focus_index]) / spread
+    back = backgrounds[int(rng.integers(0, len(backgrounds)))]
+    layers = [Layer(_photo_crop(back, shape, rng), np.ones(shape), float(sig[0]))]
+    others = [p for p in photos if p != back] or [back]
+    for i in range(1, n_objects + 1):
+        name = others[int(rng.integers(0, len(others)))]
+        kind = ("disc", "rect", "horse")[int(rng.integers(0, 3))]
+        # the silhouette's box (at most 2.8 x size wide, 2.2 x size high) fits the texture
+        limit = min(_max_texture(name)[0] / 2.2, _max_texture(name)[1] / 2.8)
+        size = min(rng.uniform(0.15, 0.28) * min(h, w), limit)
+        centre = (rng.uniform(0.25, 0.75) * h, rng.uniform(0.2, 0.8) * w)
+        mask = _silhouette(kind, shape, centre, size)
+        rows, cols = np.nonzero(mask)
+        box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+        texture = np.zeros(shape + (3,))
+        box_shape = (box[0].stop - box[0].start, box[1].stop - box[1].start)
+        texture[box] = _photo_crop(name, box_shape, rng)
+        layers.append(Layer(texture, mask.astype(np.float64), float(sig[i])))
+    rendered, sigma = render_layers(layers)
+    return Scene(f"photo-{seed}-{focus}", _quantise(rendered), sigma, np.ones(shape, dtype=bool))
+
+
+#: The accuracy benchmark: scenes the accurate mode's defaults were tuned on, and
+#: scenes held out from tuning (other photos, other focus settings).
+BENCHMARK_SCENES = {
+    "tuned": (
+        ("motorcycle", "near"),
+        ("motorcycle", "far"),
+        ("photo", 0, ("astronaut", "coffee", "chelsea"), "back"),
+        ("photo", 0, ("astronaut", "coffee", "chelsea"), "front"),
+        ("photo", 1, ("astronaut", "coffee", "chelsea"), "middle"),
+        ("photo", 1, ("astronaut", "coffee", "chelsea"), "front"),
+    ),
+    "held-out": (
+        ("motorcycle", 30.0),
+        ("motorcycle", 70.0),
+        ("photo", 2, ("rocket", "china", "flower"), "back"),
+        ("photo", 2, ("rocket", "china", "flower"), "front"),
+        ("photo", 3, ("rocket", "china", "flower"), "middle"),
+        ("photo", 3, ("rocket", "china", "flower"), "back"),
+    ),
+}
+
+
+def benchmark_scenes(split: str) -> list[Scene]:
+    """Render the scenes of one split of the accuracy benchmark.
+
+    ``"tuned"``: the motorcycle focused near and far, and four photo scenes
+    made of astronaut, coffee and chelsea. ``"held-out"``: the motorcycle
+    focused at the 30th and 70th disparity percentiles, and four photo scenes
+    made of rocket, china and flower (photos never used while tuning).
+
+    Parameters
+    ----------
+    split : {"tuned", "held-out"}
+
+    Returns
+    -------
+    list of Scene
+        Six scenes; photo scenes are named ``photo-{seed}-{focus}``.
+    """
+    if split not in BENCHMARK_SCENES:
+        raise ValueError(f"split must be 'tuned' or 'held-out', got {split!r}")
+    out = []
+    for spec in BENCHMARK_SCENES[split]:
+        if spec[0] == "motorcycle":
+            out.append(motorcycle_scene(spec[1]))
+        else:
+            _, seed, photos, focus = spec
+            out.append(photo_scene(seed, photos, focus))
+    return out

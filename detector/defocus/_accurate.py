@@ -187,6 +187,11 @@ def sparse_blur(gray: np.ndarray, config: DefocusConfig):
     sigma = np.sqrt(np.clip(var, 0.0, config.max_blur**2))
     sparse[rows[ok], cols[ok]] = sigma[ok]
     valid[rows[ok], cols[ok]] = True
+    if config.accurate_contrast > 0:
+        # a step of contrast C has a gradient peak C / (sqrt(2 pi) w): faint edges are
+        # noisier, so they weigh less
+        contrast = np.exp(np.clip(p1, -50.0, 50.0)) * np.sqrt(2.0 * np.pi) * w_ratio
+        weight = weight * contrast / (contrast + config.accurate_contrast)
     confidence = np.zeros(gray.shape, dtype=np.float64)
     confidence[rows[ok], cols[ok]] = weight[ok]
     return sparse, valid, edges, confidence
@@ -196,12 +201,9 @@ def _median_consistency(sparse: np.ndarray, valid: np.ndarray, radius: int) -> n
     """Median of the valid estimates within ``(2r+1)^2`` windows, at valid pixels."""
     if radius <= 0 or not valid.any():
         return sparse
-    padded = np.pad(np.where(valid, sparse, np.nan), radius, constant_values=np.nan)
-    win = np.lib.stride_tricks.sliding_window_view(padded, (2 * radius + 1,) * 2)
-    rows, cols = np.nonzero(valid)
-    out = sparse.copy()
-    out[rows, cols] = np.nanmedian(win[rows, cols].reshape(rows.size, -1), axis=1)
-    return out
+    from ._propagate import window_median
+
+    return window_median(np.ascontiguousarray(sparse, dtype=np.float64), valid, int(radius))
 
 
 def intrinsic_blur(sparse: np.ndarray, valid: np.ndarray, quantile: float = 0.05) -> float:

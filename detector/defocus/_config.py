@@ -70,17 +70,21 @@ class DefocusConfig:
         Regulariser of the matting Laplacian's local colour model.
     accurate_scales : tuple of float, default=(1.0, 2.0)
         Accurate mode's two Gaussian-derivative scales (pixels).
-    accurate_canny_low, accurate_canny_high : float, default=0.04, 0.08
+
+        The accurate mode's defaults were chosen by a random search on the
+        "tuned" half of ``benchmarks/defocus_accuracy.py`` (see
+        ``docs/defocus-maps.md``); the other half was not looked at.
+    accurate_canny_low, accurate_canny_high : float, default=0.03, 0.06
         Accurate mode's Canny thresholds (lower than the paper's to keep
         weak blurred edges; their estimates are checked for consistency).
-    accurate_consistency : float, default=0.15
+    accurate_consistency : float, default=0.25
         Largest relative disagreement between the two edge-width estimates
         (gradient ratio and log-curvature) for an edge pixel to be kept.
-    accurate_isolation : float, default=1.5
+    accurate_isolation : float, default=1.0
         Edge widths (``sqrt(sigma^2 + s1^2)``) on each side of an edge over
         which its gradient profile must follow the blurred-step model (no
         neighbouring edge bending it); 0 disables the check.
-    accurate_profile_tol : float, default=0.2
+    accurate_profile_tol : float, default=0.5
         Largest deviation from that model, as a fraction of the peak.
     accurate_intrinsic : "auto", float or None, default=None
         The camera's own in-focus blur (pixels), removed in quadrature from
@@ -91,9 +95,13 @@ class DefocusConfig:
     accurate_side_width : bool, default=True
         Take the larger of the ratio estimate and the width of the edge
         profile's wider flank (a neighbouring edge narrows one flank).
-    accurate_median_radius : int, default=4
+    accurate_contrast : float, default=0.0
+        Contrast (gray levels in [0, 1]) at which an edge estimate's weight
+        in the propagation is halved, ``C / (C + accurate_contrast)``; 0
+        weighs all edges alike.
+    accurate_median_radius : int, default=12
         Window radius of the median over neighbouring edge estimates.
-    accurate_sigma_s, accurate_sigma_r : float, default=150.0, 0.2
+    accurate_sigma_s, accurate_sigma_r : float, default=150.0, 1.0
         Reach (pixels) and colour scale of the guided (domain-transform) propagation.
     backend : {"auto", "numpy", "torch"}, default="auto"
         ``"auto"`` runs the torch implementation for CUDA tensors and the
@@ -118,16 +126,17 @@ class DefocusConfig:
     matting_lambda: float = 1.0
     matting_eps: float = 1e-5
     accurate_scales: tuple = (1.0, 2.0)
-    accurate_canny_low: float = 0.04
-    accurate_canny_high: float = 0.08
-    accurate_consistency: float = 0.15
-    accurate_isolation: float = 1.5
-    accurate_profile_tol: float = 0.2
+    accurate_canny_low: float = 0.03
+    accurate_canny_high: float = 0.06
+    accurate_consistency: float = 0.25
+    accurate_isolation: float = 1.0
+    accurate_profile_tol: float = 0.5
     accurate_intrinsic: str | float | None = None
-    accurate_median_radius: int = 4
+    accurate_contrast: float = 0.0
+    accurate_median_radius: int = 12
     accurate_side_width: bool = True
     accurate_sigma_s: float = 150.0
-    accurate_sigma_r: float = 0.2
+    accurate_sigma_r: float = 1.0
     backend: str = "auto"
     n_threads: int | None = None
 
@@ -180,6 +189,7 @@ class DefocusConfig:
         _positive("accurate_profile_tol", self.accurate_profile_tol)
         if self.accurate_intrinsic is not None and self.accurate_intrinsic != "auto":
             _positive("accurate_intrinsic", self.accurate_intrinsic, allow_zero=True)
+        _positive("accurate_contrast", self.accurate_contrast, allow_zero=True)
         _positive("accurate_sigma_s", self.accurate_sigma_s)
         _positive("accurate_sigma_r", self.accurate_sigma_r)
         if self.n_threads is not None:

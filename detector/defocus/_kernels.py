@@ -25,7 +25,9 @@ __all__ = ["AVAILABLE", "gray_image", "canny_image", "dog_ratio_image", "sparse_
 def _jit(fn):
     if numba is None:  # pragma: no cover
         return fn
-    return numba.njit(nogil=True, cache=True, fastmath=False)(fn)
+    # error_model="numpy": a float division by zero gives inf/nan instead of raising, so
+    # loops with divisions vectorise (no divisor here can be 0, see the kernels)
+    return numba.njit(nogil=True, cache=True, fastmath=False, error_model="numpy")(fn)
 
 
 @_jit
@@ -90,45 +92,6 @@ def _corr_cols(src, k, out):  # pragma: no cover - compiled
             p = pad[t : t + w]
             for j in range(w):
                 acc[j] += kt * p[j]
-        for j in range(w):
-            out[i, j] = acc[j]
-
-
-@_jit
-def _corr_rows32(src, k, out):  # pragma: no cover - compiled
-    """Float32 :func:`_corr_rows` (as ``F.conv2d`` accumulates), vectorised over rows."""
-    h, w = src.shape
-    size = k.shape[0]
-    r = (size - 1) // 2
-    for i in range(h):
-        for j in range(w):
-            out[i, j] = 0.0
-        for t in range(size):
-            ii = i + t - r
-            if ii < 0 or ii >= h:
-                continue
-            kt = np.float32(k[t])
-            for j in range(w):
-                out[i, j] += kt * src[ii, j]
-
-
-@_jit
-def _corr_cols32(src, k, out):  # pragma: no cover - compiled
-    """Float32 :func:`_corr_cols` through a zero-padded row buffer."""
-    h, w = src.shape
-    size = k.shape[0]
-    r = (size - 1) // 2
-    pad = np.zeros(w + 2 * r, dtype=np.float32)
-    acc = np.empty(w, dtype=np.float32)
-    k32 = k.astype(np.float32)
-    for i in range(h):
-        for j in range(w):
-            pad[j + r] = src[i, j]
-        acc[:] = 0.0
-        for t in range(size):
-            kt = k32[t]
-            for j in range(w):
-                acc[j] += kt * pad[j + t]
         for j in range(w):
             out[i, j] = acc[j]
 
@@ -271,37 +234,109 @@ def canny_image(gray, gauss, low, high, out):  # pragma: no cover - compiled
 
 
 @_jit
+def _axpy(k, x, out):  # pragma: no cover - compiled
+    """``out += k * x`` over 1-D arrays."""
+    for j in range(out.shape[0]):
+        out[j] += k * x[j]
+
+
+@_jit
+def _dog_rows(gray, g1, d1, g2, d2, a1, b1, a2, b2):  # pragma: no cover - compiled
+    """Correlate every row with four kernels (zero outside), float32 sums.
+
+    ``a = g (x) row`` (symmetric Gaussian factor), ``b = d (x) row``
+    (antisymmetric derivative factor), at both scales. The symmetry halves
+    the products: ``sum_t k[t] x[j + t - r] = k[r] x[j] + sum_{t < r} k[t]
+    (x[j + t - r] +- x[j + r - t])``.
+    """
+    h, w = gray.shape
+    r = (g1.shape[0] - 1) // 2
+    pad = np.zeros(w + 2 * r, dtype=np.float32)
+    s = np.empty(w, dtype=np.float32)
+    df = np.empty(w, dtype=np.float32)
+    c1 = np.float32(g1[r])
+    c2 = np.float32(g2[r])
+    for i in range(h):
+        pad[r : r + w] = gray[i]
+        ra1, rb1, ra2, rb2 = a1[i], b1[i], a2[i], b2[i]
+        for j in range(w):
+            ra1[j] = c1 * gray[i, j]
+        for j in range(w):
+            ra2[j] = c2 * gray[i, j]
+        rb1[:] = 0.0
+        rb2[:] = 0.0
+        for t in range(r):
+            lo = pad[t : t + w]
+            hi = pad[2 * r - t : 2 * r - t + w]
+            for j in range(w):
+                s[j] = lo[j] + hi[j]
+            for j in range(w):
+                df[j] = lo[j] - hi[j]
+            _axpy(np.float32(g1[t]), s, ra1)
+            _axpy(np.float32(g2[t]), s, ra2)
+            _axpy(np.float32(d1[t]), df, rb1)
+            _axpy(np.float32(d2[t]), df, rb2)
+
+
+@_jit
 def dog_ratio_image(gray, d1, g1, d2, g2, out):  # pragma: no cover - compiled
     """``R = |grad_s1| / (|grad_s2| + 1e-8)`` of the paper's 2-D DoG kernels.
+
+    The kernels are separable, ``gx = d(rows) g(cols)`` and ``gy = g(rows)
+    d(cols)``, correlated with zero padding: one pass along the rows gives
+    ``g (x) x`` and ``d (x) x`` at both scales, one pass down the columns
+    finishes the four derivatives and the ratio, a row at a time.
 
     Parameters
     ----------
     gray : ndarray of shape (H, W), float32
     d1, g1, d2, g2 : ndarray of shape (K,), float64
-        Separable factors (derivative, Gaussian) at the two scales.
+        Separable factors (derivative, Gaussian) at the two scales, K odd,
+        ``g`` symmetric and ``d`` antisymmetric (as ``dog_kernels_1d`` makes them).
     out : ndarray of shape (H, W), float32
     """
     h, w = gray.shape
-    a = np.empty((h, w), dtype=np.float32)
-    gx = np.empty((h, w), dtype=np.float32)
-    gy = np.empty((h, w), dtype=np.float32)
-    m1 = np.empty((h, w), dtype=np.float32)
-    for scale in range(2):
-        d = d1 if scale == 0 else d2
-        g = g1 if scale == 0 else g2
-        _corr_cols32(gray, g, a)
-        _corr_rows32(a, d, gx)
-        _corr_rows32(gray, g, a)
-        _corr_cols32(a, d, gy)
-        if scale == 0:
-            for i in range(h):
-                for j in range(w):
-                    m1[i, j] = np.sqrt(gx[i, j] * gx[i, j] + gy[i, j] * gy[i, j])
-        else:
-            for i in range(h):
-                for j in range(w):
-                    m2 = np.sqrt(gx[i, j] * gx[i, j] + gy[i, j] * gy[i, j])
-                    out[i, j] = m1[i, j] / (m2 + np.float32(1e-8))
+    r = (g1.shape[0] - 1) // 2
+    a1 = np.empty((h, w), dtype=np.float32)
+    b1 = np.empty((h, w), dtype=np.float32)
+    a2 = np.empty((h, w), dtype=np.float32)
+    b2 = np.empty((h, w), dtype=np.float32)
+    _dog_rows(gray, g1, d1, g2, d2, a1, b1, a2, b2)
+    gx1 = np.empty(w, dtype=np.float32)
+    gy1 = np.empty(w, dtype=np.float32)
+    gx2 = np.empty(w, dtype=np.float32)
+    gy2 = np.empty(w, dtype=np.float32)
+    tmp = np.empty(w, dtype=np.float32)
+    c1 = np.float32(g1[r])
+    c2 = np.float32(g2[r])
+    eps = np.float32(1e-8)
+    for i in range(h):
+        gx1[:] = 0.0
+        gx2[:] = 0.0
+        rb1, rb2 = b1[i], b2[i]
+        for j in range(w):
+            gy1[j] = c1 * rb1[j]
+        for j in range(w):
+            gy2[j] = c2 * rb2[j]
+        for t in range(r):
+            lo = i + t - r
+            hi = i + r - t
+            # gx = sum_t d[t] (a[lo] - a[hi]); gy = sum_t g[t] (b[lo] + b[hi]); zero outside
+            if lo >= 0:
+                _axpy(np.float32(d1[t]), a1[lo], gx1)
+                _axpy(np.float32(d2[t]), a2[lo], gx2)
+                _axpy(np.float32(g1[t]), b1[lo], gy1)
+                _axpy(np.float32(g2[t]), b2[lo], gy2)
+            if hi < h:
+                _axpy(np.float32(-d1[t]), a1[hi], gx1)
+                _axpy(np.float32(-d2[t]), a2[hi], gx2)
+                _axpy(np.float32(g1[t]), b1[hi], gy1)
+                _axpy(np.float32(g2[t]), b2[hi], gy2)
+        for j in range(w):
+            tmp[j] = np.sqrt(gx1[j] * gx1[j] + gy1[j] * gy1[j])
+        orow = out[i]
+        for j in range(w):
+            orow[j] = tmp[j] / (np.sqrt(gx2[j] * gx2[j] + gy2[j] * gy2[j]) + eps)
 
 
 @_jit
@@ -324,51 +359,66 @@ def _box_sum_rows(src, r, out):  # pragma: no cover - compiled
 
 
 @_jit
-def _box_mean2d(src, r, out):  # pragma: no cover - compiled
-    """Mean over the in-image part of each (2r+1)^2 window (running sums, float64)."""
+def _box_sum_cols(src, r, out):  # pragma: no cover - compiled
+    """Sum over columns ``j - r .. j + r`` clipped to the image (float32).
+
+    Each row is zero-padded and its window sums are assembled from sums of
+    1, 2, 4, ... neighbours (the binary digits of ``2r + 1``): a handful of
+    vectorised additions per pixel instead of a serial running sum.
+    """
     h, w = src.shape
-    rows = np.empty((h, w), dtype=np.float32)
-    _box_sum_rows(src, r, rows)
-    lo = np.empty(w, dtype=np.int64)
-    hi = np.empty(w, dtype=np.int64)
-    inv_c = np.empty(w, dtype=np.float64)
-    for j in range(w):
-        lo[j] = max(j - r, 0)
-        hi[j] = min(j + r, w - 1) + 1
-        inv_c[j] = 1.0 / (hi[j] - lo[j])
-    # cumulative sums along each row, four rows at a time (independent chains)
-    cs = np.zeros((4, w + 1), dtype=np.float64)
-    for i0 in range(0, h, 4):
-        n = min(4, h - i0)
-        if n == 4:
-            c0 = c1 = c2 = c3 = 0.0
-            for j in range(w):
-                c0 += rows[i0, j]
-                c1 += rows[i0 + 1, j]
-                c2 += rows[i0 + 2, j]
-                c3 += rows[i0 + 3, j]
-                cs[0, j + 1] = c0
-                cs[1, j + 1] = c1
-                cs[2, j + 1] = c2
-                cs[3, j + 1] = c3
-        else:
-            for q in range(n):
-                c = 0.0
+    n = w + 2 * r
+    bufs = np.zeros((2, n), dtype=np.float32)
+    acc = np.empty(w, dtype=np.float32)
+    for i in range(h):
+        pad = bufs[0]
+        pad[:r] = 0.0  # the sums of the previous row overwrote the padding
+        pad[r + w :] = 0.0
+        pad[r : r + w] = src[i]
+        for j in range(w):
+            acc[j] = 0.0
+        rem = 2 * r + 1
+        width = 1
+        off = 0
+        k = 0
+        while rem > 0:
+            cur = bufs[k]
+            if rem & 1:
+                part = cur[off : off + w]  # a view: plain j indexing vectorises
                 for j in range(w):
-                    c += rows[i0 + q, j]
-                    cs[q, j + 1] = c
-        for q in range(n):
-            i = i0 + q
-            inv_r = 1.0 / (min(i + r, h - 1) - max(i - r, 0) + 1)
-            for j in range(w):
-                out[i, j] = (cs[q, hi[j]] - cs[q, lo[j]]) * (inv_r * inv_c[j])
+                    acc[j] += part[j]
+                off += width
+            rem >>= 1
+            if rem > 0:
+                m = n - 2 * width + 1
+                nxt = bufs[1 - k]
+                ahead = cur[width : width + m]
+                for j in range(m):
+                    nxt[j] = cur[j] + ahead[j]
+                k = 1 - k
+                width *= 2
+        for j in range(w):
+            out[i, j] = acc[j]
 
 
 @_jit
 def _box_mean(src, r, out):  # pragma: no cover - compiled
-    """:func:`_box_mean2d` of each channel of ``(C, H, W)`` arrays."""
-    for ch in range(src.shape[0]):
-        _box_mean2d(src[ch], r, out[ch])
+    """Mean over the in-image part of each (2r+1)^2 window, per channel of ``(C, H, W)``."""
+    n, h, w = src.shape
+    rows = np.empty((h, w), dtype=np.float32)
+    inv_r = np.empty(h, dtype=np.float32)
+    inv_c = np.empty(w, dtype=np.float32)
+    for i in range(h):
+        inv_r[i] = 1.0 / (min(i + r, h - 1) - max(i - r, 0) + 1)
+    for j in range(w):
+        inv_c[j] = 1.0 / (min(j + r, w - 1) - max(j - r, 0) + 1)
+    for c in range(n):
+        _box_sum_rows(src[c], r, rows)
+        _box_sum_cols(rows, r, out[c])
+        for i in range(h):
+            ir = inv_r[i]
+            for j in range(w):
+                out[c, i, j] = out[c, i, j] * (ir * inv_c[j])
 
 
 @_jit
@@ -388,48 +438,47 @@ def sparse_guided_image(
     sparse, dense : ndarray of shape (H, W), float32
         Outputs.
     """
+    # Loops run over row views and write one array each, so that they vectorise.
     h, w = gray.shape
     denom = np.float32(edge_denom)
     s1sq = np.float32(s1 * s1)
     s2sq = np.float32(s2 * s2)
     mb = np.float32(max_blur)
+    one = np.float32(1.0)
+    tiny = np.float32(1e-8)
+    zero = np.float32(0.0)
     for i in range(h):
+        er, rr, sr = edges[i], ratio[i], sparse[i]
         for j in range(w):
-            r = ratio[i, j] * edges[i, j] / denom
+            r = rr[j] * er[j] / denom
             r2 = r * r
-            v = (r2 * s1sq - s2sq) / (np.float32(1.0) - r2 + np.float32(1e-8))
-            if v > 0:
-                v = np.sqrt(v)
-                if v > mb:
-                    v = mb
-            elif v != v:
-                v = 0.0
-            else:
-                v = 0.0
-            sparse[i, j] = v
+            v = (r2 * s1sq - s2sq) / (one - r2 + tiny)
+            v = v if v > zero else zero  # NaN to 0 as well
+            sr[j] = min(np.sqrt(v), mb)
     stack = np.empty((4, h, w), dtype=np.float32)
     means = np.empty((4, h, w), dtype=np.float32)
     for i in range(h):
+        gr, sr = gray[i], sparse[i]
+        st0, st1, st2, st3 = stack[0, i], stack[1, i], stack[2, i], stack[3, i]
+        st0[:] = gr
+        st1[:] = sr
         for j in range(w):
-            g = gray[i, j]
-            p = sparse[i, j]
-            stack[0, i, j] = g
-            stack[1, i, j] = p
-            stack[2, i, j] = g * g
-            stack[3, i, j] = g * p
+            st2[j] = gr[j] * gr[j]
+        for j in range(w):
+            st3[j] = gr[j] * sr[j]
     _box_mean(stack, radius, means)
     ab = stack[:2]
+    e32 = np.float32(eps)
     for i in range(h):
+        mi, mp, mii, mip = means[0, i], means[1, i], means[2, i], means[3, i]
+        ar, br = ab[0, i], ab[1, i]
         for j in range(w):
-            mi = means[0, i, j]
-            mp = means[1, i, j]
-            var = means[2, i, j] - mi * mi
-            cov = means[3, i, j] - mi * mp
-            aa = cov / (var + eps)
-            ab[0, i, j] = aa
-            ab[1, i, j] = mp - aa * mi
+            ar[j] = (mip[j] - mi[j] * mp[j]) / ((mii[j] - mi[j] * mi[j]) + e32)
+        for j in range(w):
+            br[j] = mp[j] - ar[j] * mi[j]
     mab = means[:2]
     _box_mean(ab, radius, mab)
     for i in range(h):
+        ma, mbb, gr, dr = mab[0, i], mab[1, i], gray[i], dense[i]
         for j in range(w):
-            dense[i, j] = mab[0, i, j] * gray[i, j] + mab[1, i, j]
+            dr[j] = ma[j] * gr[j] + mbb[j]

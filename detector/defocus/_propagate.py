@@ -14,7 +14,7 @@ import numpy as np
 
 from ._kernels import numba
 
-__all__ = ["domain_transform_propagate"]
+__all__ = ["domain_transform_propagate", "window_median"]
 
 
 def _jit(fn):
@@ -24,20 +24,52 @@ def _jit(fn):
 
 
 @_jit
-def _recursive_rows(data, weight_dist, a):  # pragma: no cover - compiled
+def _recursive_rows(data, atten):  # pragma: no cover - compiled
     """In place, left-to-right then right-to-left recursive filter of each row.
 
-    data : (C, H, W); weight_dist : (H, W - 1) domain distances between neighbours.
+    data : (C, H, W); atten : (H, W - 1) feedback ``a ** d`` between neighbours.
     """
     c, h, w = data.shape
     for ch in range(c):
         for i in range(h):
+            row = data[ch, i]
+            f = atten[i]
             for j in range(1, w):
-                f = a ** weight_dist[i, j - 1]
-                data[ch, i, j] = data[ch, i, j] + f * (data[ch, i, j - 1] - data[ch, i, j])
+                row[j] += f[j - 1] * (row[j - 1] - row[j])
             for j in range(w - 2, -1, -1):
-                f = a ** weight_dist[i, j]
-                data[ch, i, j] = data[ch, i, j] + f * (data[ch, i, j + 1] - data[ch, i, j])
+                row[j] += f[j] * (row[j + 1] - row[j])
+
+
+@_jit
+def window_median(values, valid, radius):  # pragma: no cover - compiled
+    """At each valid pixel, the median of the valid values in its ``(2r+1)^2`` window.
+
+    Parameters
+    ----------
+    values : ndarray of shape (H, W), float64
+    valid : ndarray of shape (H, W), bool
+    radius : int
+
+    Returns
+    -------
+    ndarray of shape (H, W), float64
+        ``values`` where ``valid`` is False.
+    """
+    h, w = values.shape
+    out = values.copy()
+    buf = np.empty((2 * radius + 1) ** 2, dtype=np.float64)
+    for i in range(h):
+        for j in range(w):
+            if not valid[i, j]:
+                continue
+            n = 0
+            for ii in range(max(i - radius, 0), min(i + radius + 1, h)):
+                for jj in range(max(j - radius, 0), min(j + radius + 1, w)):
+                    if valid[ii, jj]:
+                        buf[n] = values[ii, jj]
+                        n += 1
+            out[i, j] = np.median(buf[:n])
+    return out
 
 
 def domain_transform_propagate(
@@ -79,16 +111,16 @@ def domain_transform_propagate(
     dy = np.abs(np.diff(guide, axis=0)).sum(axis=2)
     ratio = sigma_s / sigma_r
     ct_x = 1.0 + ratio * dx  # (H, W-1)
-    ct_y = 1.0 + ratio * dy  # (H-1, W)
+    ct_y_t = np.ascontiguousarray((1.0 + ratio * dy).T)  # (W, H-1)
     conf = np.asarray(confidence, dtype=np.float64)
     data = np.stack([np.asarray(values, dtype=np.float64) * conf, conf])
     n = int(n_iterations)
     for it in range(n):
         sigma_h = sigma_s * np.sqrt(3.0) * 2.0 ** (n - (it + 1)) / np.sqrt(4.0**n - 1.0)
-        a = float(np.exp(-np.sqrt(2.0) / sigma_h))
-        _recursive_rows(data, ct_x, a)
+        log_a = -np.sqrt(2.0) / sigma_h  # feedback a ** d = exp(d log a)
+        _recursive_rows(data, np.exp(ct_x * log_a))
         data_t = np.ascontiguousarray(data.transpose(0, 2, 1))
-        _recursive_rows(data_t, np.ascontiguousarray(ct_y.T), a)
+        _recursive_rows(data_t, np.exp(ct_y_t * log_a))
         data = np.ascontiguousarray(data_t.transpose(0, 2, 1))
     num, den = data
     total = conf.sum()

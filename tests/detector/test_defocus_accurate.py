@@ -221,3 +221,38 @@ def test_intrinsic_blur_is_removed_in_quadrature():
     expected = torch.sqrt(torch.clamp(raw[0, 0][has] ** 2 - 1.2**2, min=0))
     torch.testing.assert_close(fixed[0, 0][has], expected, rtol=0, atol=1e-5)
     assert abs(float(expected.median()) - 1.6) <= 0.1  # sqrt(2.0^2 - 1.2^2)
+
+
+# Figures of `benchmarks/defocus_accuracy.py --markdown` (accurate mode, defaults):
+# one tuned scene and one held-out scene. A change of the estimator, its defaults or the
+# scene rendering moves them; the tolerance covers float rounding across platforms only.
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("split", "name", "rho", "mae"),
+    [("tuned", "motorcycle-near", 0.823, 0.437), ("held-out", "photo-3-back", 0.597, 0.620)],
+)
+def test_benchmark_figures_are_pinned(split, name, rho, mae):
+    from detector.thin_lens import BENCHMARK_SCENES, motorcycle_scene, photo_scene
+
+    spec = {
+        ("motorcycle-" + str(s[1])) if s[0] == "motorcycle" else f"photo-{s[1]}-{s[3]}": s
+        for s in BENCHMARK_SCENES[split]
+    }[name]
+    scene = motorcycle_scene(spec[1]) if spec[0] == "motorcycle" else photo_scene(*spec[1:])
+    assert scene.name == name
+    got_rho, got_mae = _scores(scene, DefocusConfig(mode="accurate", size=None))
+    assert got_rho == pytest.approx(rho, abs=0.005)
+    assert got_mae == pytest.approx(mae, abs=0.005)
+
+
+def test_window_median_matches_numpy(rng):
+    """The compiled window median equals numpy's median over each window's valid values."""
+    from detector.defocus._propagate import window_median
+
+    values = rng.random((23, 31)) * 3
+    valid = rng.random((23, 31)) < 0.3
+    out = window_median(values, valid, 4)
+    for i, j in zip(*np.nonzero(valid), strict=True):
+        win = (slice(max(i - 4, 0), i + 5), slice(max(j - 4, 0), j + 5))
+        assert out[i, j] == np.median(values[win][valid[win]])
+    np.testing.assert_array_equal(out[~valid], values[~valid])

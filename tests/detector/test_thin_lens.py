@@ -105,3 +105,38 @@ def test_layer_validation():
         Layer(np.zeros((4, 4, 3)), np.zeros((4, 4)), -1.0)
     with pytest.raises(ValueError, match="layers must not be empty"):
         render_layers([])
+
+
+def test_photo_scene_truth_and_focus():
+    from detector.thin_lens import photo_scene
+
+    back = photo_scene(0, ("astronaut", "coffee", "chelsea"), "back")
+    front = photo_scene(0, ("astronaut", "coffee", "chelsea"), "front")
+    assert back.image.shape == (192, 256, 3) and back.image.dtype == np.uint8
+    assert back.valid.all()
+    # the same layers, focused at the two ends: the blur levels swap ends
+    levels_back, levels_front = np.unique(back.sigma), np.unique(front.sigma)
+    assert levels_back[0] == 0.0 and levels_back[-1] == 3.0
+    assert levels_front[0] == 0.0 and levels_front[-1] == 3.0
+    # the background (disparity 0; objects lie at 0.25..1) is the only sharp layer when
+    # focused on it, and the only 3 px one when the focus is on the front object
+    on_background = back.sigma == 0.0
+    assert 0.2 < on_background.mean() < 1.0
+    np.testing.assert_array_equal(on_background, front.sigma == 3.0)
+    # reproducible from the seed
+    np.testing.assert_array_equal(
+        back.image, photo_scene(0, ("astronaut", "coffee", "chelsea")).image
+    )
+
+
+def test_photo_scene_and_benchmark_errors():
+    from detector.thin_lens import benchmark_scenes, photo_scene
+
+    with pytest.raises(ValueError, match="focus must be"):
+        photo_scene(0, focus="side")
+    with pytest.raises(ValueError, match="photo must be one of"):
+        photo_scene(0, ("lena",))
+    with pytest.raises(ValueError, match="sharp part of twice"):
+        photo_scene(0, ("coffee", "flower"))
+    with pytest.raises(ValueError, match="split must be"):
+        benchmark_scenes("train")
