@@ -320,34 +320,34 @@ def cross_scores(fake_maps, real_maps, attributions, bins: int = AnalysisConfig.
     attributions = np.asarray(attributions)
     if attributions.shape[0] != n:
         raise ValueError(f"attributions hold {attributions.shape[0]} samples, the maps {n}")
-    # |attr| of every sample once, float32 like the old per-permutation buffers
-    weights = np.empty((n, fake.shape[1] * fake.shape[2]), np.float32)
+    # |attr| of every sample once (float64: the diagonal equals the observed scores)
+    weights = np.empty((n, fake.shape[1] * fake.shape[2]), np.float64)
     for start in range(0, n, 32):
         sl = slice(start, min(n, start + 32))
         weights[sl] = attribution_weights(attributions[sl], fake[sl].shape).reshape(
             sl.stop - sl.start, -1
         )
+    from scipy import sparse
+
     out = np.empty((n, n))
-    for i in range(n):
-        f = fake[i].astype(np.float64)
-        idx = _bin_index(f.ravel(), bins)
-        keep = np.flatnonzero(idx >= 0)
-        order = keep[np.argsort(idx[keep], kind="stable")]
-        counts = np.bincount(idx[keep], minlength=bins)
-        nonempty = np.flatnonzero(counts)
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[nonempty]
-        a = np.bincount(idx[keep], weights=np.abs(f - real[i].astype(np.float64)).ravel()[keep],
-                        minlength=bins)  # fmt: skip
-        a = a / (a.sum() + 1e-8)
-        for j0 in range(0, n, 64):
-            j1 = min(n, j0 + 64)
-            h = np.zeros((j1 - j0, bins))
-            if order.size:
-                h[:, nonempty] = np.add.reduceat(
-                    weights[j0:j1][:, order], starts, axis=1, dtype=np.float64
-                )
-            b = h / (h.sum(axis=1, keepdims=True) + 1e-8)
-            out[i, j0:j1] = np.minimum(a[None], b).sum(axis=1)
+    pixels = weights.shape[1]
+    step = 8  # pairs histogrammed at once
+    for i0 in range(0, n, step):
+        i1 = min(n, i0 + step)
+        f = fake[i0:i1].astype(np.float64)
+        flat = _flat_bins(f, bins)  # (m, P) slot row * bins + bin, -1 outside [0, 1]
+        a = _normalised_hist(flat, np.abs(f - real[i0:i1].astype(np.float64)), bins)
+        # sparse one-hot (P, m * bins): column (r, b) marks the pixels of pair r in bin b,
+        # so weights @ onehot histograms every attribution j over every pair's bins
+        rows = np.tile(np.arange(pixels), i1 - i0)
+        cols = flat.ravel()
+        keep = cols >= 0
+        onehot = sparse.csr_matrix(
+            (np.ones(int(keep.sum())), (rows[keep], cols[keep])), shape=(pixels, (i1 - i0) * bins)
+        )
+        h = np.asarray((onehot.T @ weights.T).T).reshape(n, i1 - i0, bins)  # (j, pair, bin)
+        b = h / (h.sum(axis=2, keepdims=True) + 1e-8)
+        out[i0:i1] = np.minimum(a[None], b).sum(axis=2).T
     return out
 
 
