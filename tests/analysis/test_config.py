@@ -1,4 +1,4 @@
-"""The one analysis config: validation, round trip, and that the functions' defaults come from it."""
+"""The one analysis config: validation, round trip, the functions' defaults come from it."""
 
 import inspect
 import json

@@ -125,7 +125,7 @@ def test_variance_from_cache(small_cache):
 
 
 def _loop_local_variance_reflect(m, w):
-    """Oracle: explicit float64 windows over a map mirrored about its edge pixel (np.pad reflect)."""
+    """Oracle: explicit float64 windows over the map mirrored about its edge (np.pad reflect)."""
     r = w // 2
     p = np.pad(m, r, mode="reflect")
     out = np.empty_like(m)
