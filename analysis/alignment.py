@@ -580,6 +580,8 @@ class AlignmentAccumulator:
         self.present: set[str] = set()
         self.sources: dict[str, str] = {}
         self.has_video = False
+        self.n_blocks = 0
+        self.has_maps = False
         self._current: str | None = None
 
     @property
@@ -589,8 +591,10 @@ class AlignmentAccumulator:
 
     def update(self, block) -> None:
         """Add the pairs of one :class:`analysis.pairing.PairedBlock`."""
+        self.n_blocks += 1
         if "defocus" not in block.fake or "defocus" not in block.real:
             return
+        self.has_maps = True
         if self._current is not None and block.group != self._current:
             self._flush(self._current)
         self._current = block.group
@@ -682,10 +686,16 @@ class AlignmentAccumulator:
         for m in self.models:
             if m not in self.present:
                 fields = " or ".join(f"'{f}'" for f in MODEL_FIELDS[m])
-                unavailable[m] = (
-                    f"the cache has no {fields} field" if not self._rows else "no pairs"
-                )
-        if per.empty and not self.present and self._current is None:
+                if self.n_blocks == 0:
+                    unavailable[m] = (
+                        "no fake has a real partner (pair ids empty or unknown): give pairs "
+                        "with pair_id in the data"
+                    )
+                elif not self.has_maps:
+                    unavailable[m] = "the cache has no 'defocus' field"
+                else:
+                    unavailable[m] = f"the cache has no {fields} field"
+        if self.n_blocks == 0:
             unavailable["alignment"] = "no fake has a real partner"
         level = "video" if self.use_video and (per["video"] != "").any() else "frame"
         rows, frame_rows = [], []

@@ -302,3 +302,24 @@ def test_alignment_from_cache_by_video(video_cache):
         c, n_boot=20, n_permutations=19, null_samples=4, config=AnalysisConfig(unit="frame")
     )
     assert flat.level == "frame"
+
+
+def test_unpaired_fakes_are_reported_as_unpaired_not_as_a_missing_field(tmp_path, rng):
+    from cache import CacheWriter, open_cache
+
+    w = CacheWriter(tmp_path / "c", config={})
+    for g, label in (("real", 0), ("fake", 1)):
+        w.write_shard(
+            g,
+            {
+                "id": np.array([f"{g}0", f"{g}1"]),
+                "group": np.array([g, g]),
+                "label": np.full(2, label, np.int8),
+                "pair_id": np.array(["", ""]),
+                "defocus": rng.random((2, 8, 8)).astype(np.float16),
+                "attr_defocus": rng.random((2, 8, 8)).astype(np.float32),
+            },
+        )
+    res = alignment_from_cache(open_cache(tmp_path / "c"), n_boot=10, n_permutations=9)
+    assert "real partner" in res.unavailable["defocus"]
+    assert "field" not in res.unavailable["defocus"]
