@@ -1,4 +1,4 @@
-"""The paper's Shapley alignment score: does attribution sit where real and fake differ.
+"""The paper's Shapley alignment score, its no-information floor, and a skill score.
 
 Per fake sample (ALGORITHM.md section 4): 20 bins on [0, 1] over the fake
 map's values; histogram ``A`` weighted by ``|fake - real|`` and histogram
@@ -8,13 +8,31 @@ the defocus levels where real and fake differ; 0: disjoint), and
 ``kl = KL(B + 1e-8 || A + 1e-8)`` as ``scipy.stats.entropy`` computes it
 (it renormalises both).
 
+The score has a floor. An attribution that is the same everywhere weights
+histogram ``B`` by pixel counts, ``C = counts / (N + 1e-8)``, and scores
+``floor = sum(min(A, C))``, often 0.7-0.9 on smooth maps. So
+:func:`alignment_score` also returns, per sample, ``floor`` and
+``skill = (score - floor) / (1 - floor)``: 0 for an attribution carrying
+no information (constant), 1 for one proportional to ``|fake - real|``
+(then ``B = A``), negative below the constant. ``skill`` is NaN where it is
+undefined: when ``1 - floor <= 1e-9`` (no attribution can beat a constant,
+e.g. every pixel in one bin) or when the pair does not differ at all
+(``A = 0``).
+
 RGB model: its attributions are (3, R, R) on the image; the toolkit uses the
 sum over channels of ``|attr|`` as the per-pixel weight (resized bilinearly to
-the map side when ``R != S``), where the paper's code kept channel 0 only.
+the map side when ``R != S``), where the paper's code kept channel 0 only. A
+cache imported from the paper's files holds only that channel
+(``attr_rgb_c0``), which is then used as it is.
 
-A score on its own has no scale, so :func:`permutation_null` gives the score
-expected by chance: attribution maps are shuffled across samples (each fake
-gets another sample's attribution) and the mean score recomputed.
+Inference (:func:`alignment_from_cache`): means with cluster-bootstrap
+intervals (whole videos resampled when the cache has a ``video`` field), a
+one-sided test that the skill is above 0 (sign flips per video or per
+sample, and Wilcoxon), a paired comparison of the two models on the same
+fakes (:mod:`analysis.comparison`), and the shuffled-attribution null of
+:func:`permutation_null`, which asks another question: are attributions
+specific to their sample (an attribution from another sample, of another
+video, scores lower)?
 """
 
 from __future__ import annotations
@@ -26,14 +44,26 @@ import pandas as pd
 from scipy import ndimage
 
 from analysis._validation import check_positive_int
+from analysis.config import AnalysisConfig, resolve_config
+from analysis.stats import (
+    bootstrap_mean_ci,
+    cluster_codes,
+    cluster_labels,
+    permutation_pvalue,
+    sign_flip_test,
+    wilcoxon_signed_rank,
+)
 
 __all__ = [
     "AlignmentScores",
     "AlignmentAnalysis",
+    "MODEL_FIELDS",
+    "alignment_floor",
     "alignment_histograms",
     "alignment_score",
     "attribution_weights",
     "bootstrap_mean_ci",
+    "cross_scores",
     "permutation_null",
     "permutation_pvalue",
     "alignment_from_cache",
@@ -41,21 +71,31 @@ __all__ = [
     "plot_permutation_null",
 ]
 
+#: Below this ``1 - floor`` the skill score is undefined (NaN).
+SKILL_EPS = 1e-9
+
 
 @dataclass(frozen=True)
 class AlignmentScores:
-    """Per-sample alignment score and KL divergence.
+    """Per-sample alignment score, KL divergence, no-information floor and skill.
 
     Attributes
     ----------
     score : ndarray of shape (N,) or float
-        Histogram intersection in [0, 1].
+        Histogram intersection ``sum(min(A, B))`` in [0, 1] (the paper's score).
     kl : ndarray of shape (N,) or float
         ``KL(B || A)`` in nats.
+    floor : ndarray of shape (N,) or float
+        Score of a constant attribution on the same pair and bins, ``sum(min(A, C))``.
+    skill : ndarray of shape (N,) or float
+        ``(score - floor) / (1 - floor)``: 0 no information, 1 ``B = A``; NaN
+        when ``1 - floor <= 1e-9`` or the pair does not differ.
     """
 
     score: np.ndarray
     kl: np.ndarray
+    floor: np.ndarray
+    skill: np.ndarray
 
 
 def _bin_index(values: np.ndarray, bins: int) -> np.ndarray:
@@ -118,7 +158,19 @@ def attribution_weights(attribution, shape: tuple[int, ...]) -> np.ndarray:
     return a
 
 
-def alignment_histograms(fake_map, real_map, attribution, bins: int = 20):
+def _pair_maps(fake_map, real_map) -> tuple[np.ndarray, np.ndarray]:
+    fake = np.asarray(fake_map, dtype=np.float64)
+    real = np.asarray(real_map, dtype=np.float64)
+    if fake.shape != real.shape:
+        raise ValueError(
+            f"fake_map and real_map must have the same shape, got {fake.shape} and {real.shape}"
+        )
+    if fake.ndim not in (2, 3):
+        raise ValueError(f"maps must have shape (N, H, W) or (H, W), got {fake.shape}")
+    return fake, real
+
+
+def alignment_histograms(fake_map, real_map, attribution, bins: int = AnalysisConfig.bins):
     """Return the normalised histograms ``A`` (of ``|fake - real|``) and ``B`` (of ``|attr|``).
 
     The two histograms :func:`alignment_score` compares, for plotting or inspection.
@@ -135,13 +187,7 @@ def alignment_histograms(fake_map, real_map, attribution, bins: int = 20):
         Each divided by (its sum + 1e-8).
     """
     bins = check_positive_int(bins, "bins")
-    fake = np.asarray(fake_map, dtype=np.float64)
-    real = np.asarray(real_map, dtype=np.float64)
-    if fake.shape != real.shape or fake.ndim not in (2, 3):
-        raise ValueError(
-            f"fake_map and real_map must have the same shape (N, H, W) or (H, W), "
-            f"got {fake.shape} and {real.shape}"
-        )
+    fake, real = _pair_maps(fake_map, real_map)
     weights = attribution_weights(attribution, fake.shape)
     single = fake.ndim == 2
     if single:
@@ -152,8 +198,10 @@ def alignment_histograms(fake_map, real_map, attribution, bins: int = 20):
     return (a[0], b[0]) if single else (a, b)
 
 
-def alignment_score(fake_map, real_map, attribution, bins: int = 20) -> AlignmentScores:
-    """Compute the paper's Shapley alignment score and KL divergence, per fake sample.
+def alignment_score(
+    fake_map, real_map, attribution, bins: int = AnalysisConfig.bins
+) -> AlignmentScores:
+    """Compute the paper's alignment score and KL divergence, with the floor and skill, per sample.
 
     Parameters
     ----------
@@ -168,61 +216,32 @@ def alignment_score(fake_map, real_map, attribution, bins: int = 20) -> Alignmen
     Returns
     -------
     AlignmentScores
-        ``.score`` and ``.kl``, arrays of shape (N,) (floats for one (H, W) pair).
+        ``.score``, ``.kl``, ``.floor``, ``.skill``: arrays of shape (N,)
+        (floats for one (H, W) pair).
     """
     bins = check_positive_int(bins, "bins")
-    fake = np.asarray(fake_map, dtype=np.float64)
-    real = np.asarray(real_map, dtype=np.float64)
-    if fake.shape != real.shape:
-        raise ValueError(
-            f"fake_map and real_map must have the same shape, got {fake.shape} and {real.shape}"
-        )
-    if fake.ndim not in (2, 3):
-        raise ValueError(f"maps must have shape (N, H, W) or (H, W), got {fake.shape}")
+    fake, real = _pair_maps(fake_map, real_map)
     single = fake.ndim == 2
     weights = attribution_weights(attribution, fake.shape)
     if single:
         fake, real, weights = fake[None], real[None], weights[None]
     flat = _flat_bins(fake, bins)
-    res = _scores(
-        _normalised_hist(flat, np.abs(fake - real), bins), _normalised_hist(flat, weights, bins)
-    )
+    a = _normalised_hist(flat, np.abs(fake - real), bins)
+    res = _scores(a, _normalised_hist(flat, weights, bins), _count_hist(flat, bins))
     if single:
-        return AlignmentScores(float(res.score[0]), float(res.kl[0]))
+        return AlignmentScores(*(float(v[0]) for v in (res.score, res.kl, res.floor, res.skill)))
     return res
 
 
-def bootstrap_mean_ci(
-    values, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
-) -> dict[str, float]:
-    """Mean, std (ddof=1) and percentile bootstrap CI of the mean of ``values``.
+def alignment_floor(fake_map, real_map, bins: int = AnalysisConfig.bins):
+    """Score of a constant attribution on each pair, ``sum(min(A, counts / N))``.
 
     Returns
     -------
-    dict
-        ``{"n", "mean", "std", "ci_low", "ci_high"}``; NaN where undefined.
+    ndarray of float64, shape (N,) (float for one (H, W) pair)
     """
-    v = np.asarray(values, dtype=np.float64).ravel()
-    v = v[~np.isnan(v)]
-    n_boot = check_positive_int(n_boot, "n_boot")
-    if v.size == 0:
-        nan = float("nan")
-        return {"n": 0, "mean": nan, "std": nan, "ci_low": nan, "ci_high": nan}
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_boot)
-    for start in range(0, n_boot, 64):
-        stop = min(n_boot, start + 64)
-        draws = rng.integers(0, v.size, (stop - start, v.size))
-        means[start:stop] = v[draws].mean(axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
-    return {
-        "n": int(v.size),
-        "mean": float(v.mean()),
-        "std": float(v.std(ddof=1)) if v.size > 1 else float("nan"),
-        "ci_low": float(lo),
-        "ci_high": float(hi),
-    }
+    fake, _ = _pair_maps(fake_map, real_map)
+    return alignment_score(fake_map, real_map, np.ones(fake.shape), bins).floor
 
 
 def _flat_bins(fake: np.ndarray, bins: int) -> np.ndarray:
@@ -248,28 +267,130 @@ def _normalised_hist(flat: np.ndarray, weights: np.ndarray, bins: int) -> np.nda
     return h / (h.sum(axis=1, keepdims=True) + 1e-8)
 
 
-def _scores(a: np.ndarray, b: np.ndarray) -> AlignmentScores:
+def _count_hist(flat: np.ndarray, bins: int) -> np.ndarray:
+    """Normalised pixel-count histogram ``C`` (a constant attribution's ``B``), (N, bins)."""
+    n = flat.shape[0]
+    keep = flat[flat >= 0] if flat.min(initial=0) < 0 else flat.ravel()
+    h = np.bincount(keep, minlength=n * bins).astype(np.float64).reshape(n, bins)
+    return h / (h.sum(axis=1, keepdims=True) + 1e-8)
+
+
+def _skill(score: np.ndarray, floor: np.ndarray, a: np.ndarray) -> np.ndarray:
+    room = 1.0 - floor
+    ok = (room > SKILL_EPS) & (a.sum(axis=1) > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ok, (score - floor) / np.where(ok, room, 1.0), np.nan)
+
+
+def _scores(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> AlignmentScores:
     from scipy import stats  # lazily: scipy.stats probes sys.modules["torch"] on import
 
-    return AlignmentScores(np.minimum(a, b).sum(axis=1), stats.entropy(b + 1e-8, a + 1e-8, axis=1))
+    score = np.minimum(a, b).sum(axis=1)
+    floor = np.minimum(a, c).sum(axis=1)
+    kl = stats.entropy(b + 1e-8, a + 1e-8, axis=1)
+    return AlignmentScores(score, kl, floor, _skill(score, floor, a))
+
+
+# --------------------------------------------------------------------------- shuffled null
+
+
+def cross_scores(fake_maps, real_maps, attributions, bins: int = AnalysisConfig.bins) -> np.ndarray:
+    """Score of every pair ``i`` against every sample's attribution ``j``.
+
+    Parameters
+    ----------
+    fake_maps, real_maps : ndarray of shape (N, H, W)
+    attributions : ndarray of shape (N, H, W) or (N, C, R, R)
+    bins : int
+
+    Returns
+    -------
+    ndarray of float64, shape (N, N)
+        ``out[i, j] = alignment_score(fake[i], real[i], attributions[j]).score``;
+        the diagonal holds the observed scores.
+    """
+    bins = check_positive_int(bins, "bins")
+    fake = np.asarray(fake_maps)
+    real = np.asarray(real_maps)
+    if fake.ndim != 3 or fake.shape != real.shape:
+        raise ValueError(
+            f"maps must have the same shape (N, H, W), got {fake.shape} and {real.shape}"
+        )
+    n = fake.shape[0]
+    attributions = np.asarray(attributions)
+    if attributions.shape[0] != n:
+        raise ValueError(f"attributions hold {attributions.shape[0]} samples, the maps {n}")
+    # |attr| of every sample once (float64: the diagonal equals the observed scores)
+    weights = np.empty((n, fake.shape[1] * fake.shape[2]), np.float64)
+    for start in range(0, n, 32):
+        sl = slice(start, min(n, start + 32))
+        weights[sl] = attribution_weights(attributions[sl], fake[sl].shape).reshape(
+            sl.stop - sl.start, -1
+        )
+    from scipy import sparse
+
+    out = np.empty((n, n))
+    pixels = weights.shape[1]
+    step = 8  # pairs histogrammed at once
+    for i0 in range(0, n, step):
+        i1 = min(n, i0 + step)
+        f = fake[i0:i1].astype(np.float64)
+        flat = _flat_bins(f, bins)  # (m, P) slot row * bins + bin, -1 outside [0, 1]
+        a = _normalised_hist(flat, np.abs(f - real[i0:i1].astype(np.float64)), bins)
+        # sparse one-hot (P, m * bins): column (r, b) marks the pixels of pair r in bin b,
+        # so weights @ onehot histograms every attribution j over every pair's bins
+        rows = np.tile(np.arange(pixels), i1 - i0)
+        cols = flat.ravel()
+        keep = cols >= 0
+        onehot = sparse.csr_matrix(
+            (np.ones(int(keep.sum())), (rows[keep], cols[keep])), shape=(pixels, (i1 - i0) * bins)
+        )
+        h = np.asarray((onehot.T @ weights.T).T).reshape(n, i1 - i0, bins)  # (j, pair, bin)
+        b = h / (h.sum(axis=2, keepdims=True) + 1e-8)
+        out[i0:i1] = np.minimum(a[None], b).sum(axis=2).T
+    return out
+
+
+def _cluster_partners(rng: np.random.Generator, codes: np.ndarray, k: int) -> np.ndarray:
+    """Partner of every sample: same position in a cluster given by a cluster derangement.
+
+    Clusters are deranged (no cluster keeps its own); sample ``p``-th of
+    cluster ``c`` takes the attribution of sample ``p mod size`` of the
+    cluster ``c`` is sent to. No sample is scored against its own cluster.
+    """
+    sigma = _derangement(rng, k)
+    members = [np.flatnonzero(codes == c) for c in range(k)]
+    partner = np.empty(codes.size, np.int64)
+    for c in range(k):
+        target = members[sigma[c]]
+        partner[members[c]] = target[np.arange(members[c].size) % target.size]
+    return partner
 
 
 def permutation_null(
     fake_maps,
     real_maps,
     attributions,
-    bins: int = 20,
-    n_permutations: int = 100,
-    seed: int = 0,
+    bins: int = AnalysisConfig.bins,
+    n_permutations: int = AnalysisConfig.n_permutations,
+    seed: int = AnalysisConfig.seed,
     chunk: int = 32,
+    clusters=None,
 ) -> np.ndarray:
-    """Mean alignment score when attribution maps are shuffled across samples.
+    """Mean alignment score when attribution maps are shuffled across samples (or videos).
 
     Each permutation is a uniformly random derangement (no sample keeps its
     own attribution): every fake is scored against another sample's
     attribution, which keeps the attribution's overall shape and spread but
-    breaks its link to this sample's real/fake difference. The observed mean
-    score reads against this distribution (see :func:`permutation_pvalue`).
+    breaks its link to this sample's real/fake difference. With ``clusters``
+    (videos), whole clusters are deranged instead, so that no frame is scored
+    with an attribution of a near-duplicate frame of its own video. The null
+    tests whether attributions are specific to their sample, NOT whether
+    they beat no information (that is the skill score's test). The observed
+    mean score reads against this distribution (see :func:`permutation_pvalue`).
+
+    The ``N x N`` matrix of :func:`cross_scores` is computed once, so the
+    number of permutations costs almost nothing.
 
     Parameters
     ----------
@@ -279,7 +400,9 @@ def permutation_null(
     n_permutations : int
     seed : int
     chunk : int
-        Samples histogrammed at once (bounds the temporary memory).
+        Unused; kept for compatibility.
+    clusters : array-like of shape (N,), optional
+        Cluster label per sample (e.g. video); needs at least 2 clusters.
 
     Returns
     -------
@@ -287,37 +410,21 @@ def permutation_null(
         Mean score over the N samples under each permutation.
     """
     n_permutations = check_positive_int(n_permutations, "n_permutations")
-    bins = check_positive_int(bins, "bins")
     fake = np.asarray(fake_maps)
-    real = np.asarray(real_maps)
-    if fake.ndim != 3 or fake.shape != real.shape:
-        raise ValueError(
-            f"maps must have the same shape (N, H, W), got {fake.shape} and {real.shape}"
-        )
-    n = fake.shape[0]
-    if n < 2:
+    n = fake.shape[0] if fake.ndim == 3 else 0
+    if fake.ndim == 3 and n < 2:
         raise ValueError(f"a permutation null needs at least 2 samples, got {n}")
-    attributions = np.asarray(attributions)
-    if attributions.shape[0] != n:
-        raise ValueError(f"attributions hold {attributions.shape[0]} samples, the maps {n}")
+    codes, k = cluster_codes(clusters, n) if fake.ndim == 3 else (None, 0)
+    if clusters is not None and k < 2:
+        raise ValueError(f"a permutation null over clusters needs at least 2 clusters, got {k}")
+    cross = cross_scores(fake_maps, real_maps, attributions, bins)
     rng = np.random.default_rng(seed)
-    perms = [_derangement(rng, n) for _ in range(n_permutations)]
-    out = np.zeros(n_permutations)
-    for start in range(0, n, chunk):
-        sl = slice(start, min(n, start + chunk))
-        f = fake[sl].astype(np.float64)
-        flat = _flat_bins(f, bins)
-        a = _normalised_hist(flat, np.abs(f - real[sl].astype(np.float64)), bins)
-        for p, perm in enumerate(perms):
-            b = _normalised_hist(flat, attribution_weights(attributions[perm[sl]], f.shape), bins)
-            out[p] += np.minimum(a, b).sum()
-    return out / n
-
-
-def permutation_pvalue(observed: float, null) -> float:
-    """One-sided permutation p-value ``(1 + #{null >= observed}) / (1 + n_permutations)``."""
-    null = np.asarray(null, dtype=np.float64).ravel()
-    return float((1 + np.sum(null >= observed)) / (1 + null.size))
+    out = np.empty(n_permutations)
+    rows = np.arange(n)
+    for p in range(n_permutations):
+        perm = _derangement(rng, n) if clusters is None else _cluster_partners(rng, codes, k)
+        out[p] = cross[rows, perm].mean()
+    return out
 
 
 def _derangement(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -330,8 +437,24 @@ def _derangement(rng: np.random.Generator, n: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------- over a cache
 
-#: Attribution field of each model in a cache.
-MODEL_FIELDS = {"defocus": "attr_defocus", "rgb": "attr_rgb"}
+#: Attribution fields of each model in a cache, in order of preference. A cache
+#: imported from the paper's files holds only channel 0 of the RGB attributions.
+MODEL_FIELDS = {"defocus": ("attr_defocus",), "rgb": ("attr_rgb", "attr_rgb_c0")}
+
+#: What each number of :attr:`AlignmentAnalysis.summary` means (for captions and tables).
+MEANINGS = {
+    "mean": "mean alignment score (the paper's histogram intersection; 1 = attribution mass "
+    "exactly where real and fake differ)",
+    "floor_mean": "mean score of a constant attribution on the same pairs (no information)",
+    "skill_mean": "mean skill (score - floor) / (1 - floor): 0 = no better than a constant "
+    "attribution, 1 = attribution proportional to |fake - real|",
+    "skill_p_signflip": "one-sided sign-flip permutation p-value of skill > 0",
+    "skill_p_wilcoxon": "one-sided Wilcoxon signed-rank p-value of skill > 0",
+    "p_value": "shuffled-attribution null: are attributions specific to their sample "
+    "(not: do they beat no information)",
+}
+
+_PER_SAMPLE = ["group", "id", "video", "model", "score", "kl", "floor", "skill"]
 
 
 @dataclass
@@ -341,17 +464,40 @@ class AlignmentAnalysis:
     Attributes
     ----------
     per_sample : pandas.DataFrame
-        ``group, id, model, score, kl`` for every paired fake and model.
+        ``group, id, video, model, score, kl, floor, skill`` for every paired
+        fake and model (``video`` is "" when the cache has none).
     summary : pandas.DataFrame
-        Per group and model: ``n, mean, std, ci_low, ci_high`` of the score,
-        ``kl_mean, kl_std``, and the permutation null: ``null_n`` (samples it
-        used), ``observed_null_subset`` (their mean score), ``null_mean,
-        null_std`` and the one-sided ``p_value``.
+        Per group and model, at the inference unit ``level`` ("video" or
+        "frame"): ``n, n_clusters`` (frames and resampled units), the raw
+        score's ``mean, std, ci_low, ci_high``; ``floor_mean``; the skill's
+        ``skill_n, skill_mean, skill_std, skill_ci_low, skill_ci_high`` and
+        the one-sided tests of skill > 0 ``skill_p_signflip,
+        skill_p_wilcoxon`` with ``n_permutations, p_min``; ``kl_mean,
+        kl_std``; the shuffled-attribution null ``null_n`` (pairs used),
+        ``null_level``, ``observed_null_subset`` (their mean score),
+        ``null_mean, null_std``, its one-sided ``p_value`` with
+        ``null_n_permutations, null_p_min``; ``n_boot, confidence``.
     null : dict of (str, str) to ndarray
         Per (group, model), the null mean score of every permutation.
     bins : int
     unavailable : dict of str to str
         Models (or parts) that could not be computed, with the reason.
+    frame_summary : pandas.DataFrame
+        The same as ``summary`` without the null columns, every frame taken
+        as independent ("frame-level"); equal to ``summary`` when ``level``
+        is "frame".
+    comparison : pandas.DataFrame
+        Paired comparison of the two models on the same fakes, per group and
+        metric (``skill``, ``score``), see :func:`analysis.comparison.compare_models`.
+    differences : pandas.DataFrame
+        The per-sample paired values behind ``comparison``.
+    level : str
+        "video" (whole videos resampled and tested) or "frame".
+    sources : dict of str to str
+        Cache field each model's attributions came from (``attr_rgb_c0``: the
+        paper's channel 0 only).
+    config : dict
+        The :class:`analysis.config.AnalysisConfig` used, as a dict.
     """
 
     per_sample: pd.DataFrame
@@ -359,169 +505,287 @@ class AlignmentAnalysis:
     null: dict
     bins: int
     unavailable: dict[str, str] = field(default_factory=dict)
+    frame_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
+    comparison: pd.DataFrame = field(default_factory=pd.DataFrame)
+    differences: pd.DataFrame = field(default_factory=pd.DataFrame)
+    level: str = "frame"
+    sources: dict[str, str] = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+
+
+def _describe(sub: pd.DataFrame, clusters, cfg: AnalysisConfig) -> dict:
+    """Raw-score and skill statistics of one (group, model) at one level."""
+    kw = dict(n_boot=cfg.n_boot, confidence=cfg.confidence, seed=cfg.seed, clusters=clusters)
+    s = bootstrap_mean_ci(sub["score"].to_numpy(), **kw)
+    skill = sub["skill"].to_numpy(dtype=np.float64)
+    k = bootstrap_mean_ci(skill, **kw)
+    flip = sign_flip_test(
+        skill, clusters, n_permutations=cfg.n_permutations, seed=cfg.seed, alternative="greater"
+    )
+    wil = wilcoxon_signed_rank(skill, clusters, alternative="greater")
+    nan = float("nan")
+    return {
+        "n": s["n"],
+        "n_clusters": s["n_clusters"],
+        "mean": s["mean"],
+        "std": s["std"],
+        "ci_low": s["ci_low"],
+        "ci_high": s["ci_high"],
+        "floor_mean": float(sub["floor"].mean()),
+        "skill_n": k["n"],
+        "skill_mean": k["mean"],
+        "skill_std": k["std"],
+        "skill_ci_low": k["ci_low"],
+        "skill_ci_high": k["ci_high"],
+        "skill_p_signflip": flip.pvalue,
+        "skill_p_wilcoxon": wil["pvalue"],
+        "n_permutations": flip.n_permutations,
+        "p_min": flip.p_min,
+        "kl_mean": float(sub["kl"].mean()),
+        "kl_std": float(sub["kl"].std(ddof=1)) if len(sub) > 1 else nan,
+        "n_boot": cfg.n_boot,
+        "confidence": cfg.confidence,
+    }
 
 
 class AlignmentAccumulator:
-    """Streaming accumulator behind :func:`alignment_from_cache`."""
+    """Streaming accumulator behind :func:`alignment_from_cache`.
+
+    Parameters
+    ----------
+    config : AnalysisConfig or dict, optional
+        Uses ``bins``, ``n_permutations``, ``null_samples``, ``n_boot``,
+        ``confidence``, ``unit`` and ``seed``.
+    models : tuple of {"defocus", "rgb"}
+    """
 
     real_fields = ("defocus",)
 
-    def __init__(
-        self,
-        bins: int = 20,
-        models: tuple[str, ...] = ("defocus", "rgb"),
-        n_permutations: int = 100,
-        null_samples: int = 128,
-        seed: int = 0,
-    ):
-        self.bins = check_positive_int(bins, "bins")
+    def __init__(self, config: AnalysisConfig | None = None, models=("defocus", "rgb")):
+        self.config = resolve_config(config)
+        self.bins = self.config.bins
         for m in models:
             if m not in MODEL_FIELDS:
                 raise ValueError(f"models must be among {list(MODEL_FIELDS)}, got {m!r}")
         self.models = tuple(models)
-        self.n_permutations = (
-            check_positive_int(n_permutations, "n_permutations", minimum=0) if n_permutations else 0
-        )
-        self.null_samples = int(null_samples)
-        self.seed = int(seed)
-        self.fake_fields = ("defocus", *(MODEL_FIELDS[m] for m in self.models))
+        self.null_samples = self.config.null_samples
+        fields = [f for m in self.models for f in MODEL_FIELDS[m]]
+        self.fake_fields = ("defocus", "video", *fields)
         self._rows: list[pd.DataFrame] = []
-        self._buffer: dict[str, dict[str, list]] = {}
+        self._buffer: dict[str, dict] = {}
         self.null: dict[tuple[str, str], np.ndarray] = {}
         self.null_observed: dict[tuple[str, str], float] = {}
+        self.null_level: dict[tuple[str, str], str] = {}
+        self.null_unavailable: dict[tuple[str, str], str] = {}
         self.present: set[str] = set()
+        self.sources: dict[str, str] = {}
+        self.has_video = False
+        self.n_blocks = 0
+        self.has_maps = False
         self._current: str | None = None
+
+    @property
+    def use_video(self) -> bool:
+        """Whether whole videos are the unit of inference (config and cache allow it)."""
+        return self.config.unit == "video" and self.has_video
 
     def update(self, block) -> None:
         """Add the pairs of one :class:`analysis.pairing.PairedBlock`."""
+        self.n_blocks += 1
         if "defocus" not in block.fake or "defocus" not in block.real:
             return
+        self.has_maps = True
         if self._current is not None and block.group != self._current:
             self._flush(self._current)
         self._current = block.group
         fake = block.fake["defocus"]
         real = block.real["defocus"]
-        buf = self._buffer.setdefault(block.group, {"fake": [], "real": [], "score": {}, "w": {}})
-        room = max(0, self.null_samples - len(buf["fake"])) if self.n_permutations else 0
+        n = len(fake)
+        video = block.fake.get("video")
+        if video is not None:
+            self.has_video = True
+            video = np.asarray(video).astype(str)
+        else:
+            video = np.full(n, "")
+        buf = self._buffer.setdefault(
+            block.group, {"fake": [], "real": [], "id": [], "video": [], "score": {}, "w": {}}
+        )
+        room = max(0, self.null_samples - len(buf["fake"]))
         if room:
             buf["fake"].extend(fake[:room])
             buf["real"].extend(real[:room])
+            buf["id"].extend(np.asarray(block.fake["id"][:room]).astype(str))
+            buf["video"].extend(video[:room])
         f64 = fake.astype(np.float64)
         flat = _flat_bins(f64, self.bins)
         a = _normalised_hist(flat, np.abs(f64 - real.astype(np.float64)), self.bins)
+        c = _count_hist(flat, self.bins)
         for m in self.models:
-            f = MODEL_FIELDS[m]
-            if f not in block.fake:
+            f = next((name for name in MODEL_FIELDS[m] if name in block.fake), None)
+            if f is None:
                 continue
             self.present.add(m)
+            self.sources[m] = f
             w = attribution_weights(block.fake[f], f64.shape)
-            res = _scores(a, _normalised_hist(flat, w, self.bins))
+            res = _scores(a, _normalised_hist(flat, w, self.bins), c)
             self._rows.append(
                 pd.DataFrame(
                     {
                         "group": block.group,
                         "id": block.fake["id"],
+                        "video": video,
                         "model": m,
                         "score": res.score,
                         "kl": res.kl,
+                        "floor": res.floor,
+                        "skill": res.skill,
                     }
                 )
             )
             if room:
-                w = attribution_weights(block.fake[f][:room], fake[:room].shape).astype(np.float32)
-                buf["w"].setdefault(m, []).extend(w)
+                buf["w"].setdefault(m, []).extend(w[:room].astype(np.float32))
                 buf["score"].setdefault(m, []).extend(res.score[:room])
 
     def _flush(self, group: str) -> None:
         buf = self._buffer.pop(group, None)
-        if buf is None or len(buf["fake"]) < 2 or not self.n_permutations:
+        if buf is None or len(buf["fake"]) < 2:
             return
         fake = np.stack(buf["fake"])
         real = np.stack(buf["real"])
+        clusters = None
+        level = "frame"
+        if self.use_video:
+            clusters = cluster_labels(np.array(buf["video"]), np.array(buf["id"]))
+            level = "video"
+        cfg = self.config
         for m, w in buf["w"].items():
-            self.null[(group, m)] = permutation_null(
-                fake, real, np.stack(w), self.bins, self.n_permutations, self.seed
-            )
+            try:
+                self.null[(group, m)] = permutation_null(
+                    fake, real, np.stack(w), self.bins, cfg.n_permutations, cfg.seed,
+                    clusters=clusters,
+                )  # fmt: skip
+            except ValueError as err:  # e.g. a single video among the null's pairs
+                self.null_unavailable[(group, m)] = str(err)
+                continue
             self.null_observed[(group, m)] = float(np.mean(buf["score"][m]))
+            self.null_level[(group, m)] = level
 
-    def finalize(self, n_boot: int = 1000, seed: int = 0) -> AlignmentAnalysis:
+    def finalize(self) -> AlignmentAnalysis:
         """Return the :class:`AlignmentAnalysis` of everything seen."""
+        from analysis.comparison import compare_models
+
         for g in list(self._buffer):
             self._flush(g)
-        cols = ["group", "id", "model", "score", "kl"]
-        per = pd.concat(self._rows, ignore_index=True) if self._rows else pd.DataFrame(columns=cols)
+        cfg = self.config
+        per = (
+            pd.concat(self._rows, ignore_index=True)
+            if self._rows
+            else pd.DataFrame(columns=_PER_SAMPLE)
+        )
         unavailable = {}
         for m in self.models:
             if m not in self.present:
-                unavailable[m] = (
-                    f"the cache has no '{MODEL_FIELDS[m]}' field"
-                    if per.empty or m not in per["model"].unique()
-                    else "no pairs"
-                )
-        if per.empty and not unavailable:
+                fields = " or ".join(f"'{f}'" for f in MODEL_FIELDS[m])
+                if self.n_blocks == 0:
+                    unavailable[m] = (
+                        "no fake has a real partner (pair ids empty or unknown): give pairs "
+                        "with pair_id in the data"
+                    )
+                elif not self.has_maps:
+                    unavailable[m] = "the cache has no 'defocus' field"
+                else:
+                    unavailable[m] = f"the cache has no {fields} field"
+        if self.n_blocks == 0:
             unavailable["alignment"] = "no fake has a real partner"
-        rows = []
+        level = "video" if self.use_video and (per["video"] != "").any() else "frame"
+        rows, frame_rows = [], []
+        nan = float("nan")
         for (g, m), sub in per.groupby(["group", "model"], sort=False):
-            s = bootstrap_mean_ci(sub["score"].to_numpy(), n_boot=n_boot, seed=seed)
+            frame = _describe(sub, None, cfg)
+            clusters = cluster_labels(sub["video"], sub["id"]) if level == "video" else None
+            main = _describe(sub, clusters, cfg) if clusters is not None else dict(frame)
+            frame_rows.append({"group": g, "model": m, "level": "frame", **frame})
+            row = {"group": g, "model": m, "level": level, **main}
             null = self.null.get((g, m))
-            row = {"group": g, "model": m, **s}
-            row["kl_mean"] = float(sub["kl"].mean())
-            row["kl_std"] = float(sub["kl"].std(ddof=1)) if len(sub) > 1 else float("nan")
             if null is not None:
-                obs = self.null_observed[(g, m)]
                 row.update(
                     null_n=int(min(len(sub), self.null_samples)),
-                    observed_null_subset=obs,
+                    null_level=self.null_level[(g, m)],
+                    observed_null_subset=self.null_observed[(g, m)],
                     null_mean=float(null.mean()),
-                    null_std=float(null.std(ddof=1)) if null.size > 1 else float("nan"),
-                    p_value=permutation_pvalue(obs, null),
+                    null_std=float(null.std(ddof=1)) if null.size > 1 else nan,
+                    p_value=permutation_pvalue(self.null_observed[(g, m)], null),
+                    null_n_permutations=int(null.size),
+                    null_p_min=1.0 / (null.size + 1),
                 )
             else:
-                nan = float("nan")
+                if (g, m) in self.null_unavailable:
+                    unavailable[f"null {g}/{m}"] = self.null_unavailable[(g, m)]
                 row.update(
-                    null_n=0, observed_null_subset=nan, null_mean=nan, null_std=nan, p_value=nan
-                )
+                    null_n=0, null_level="", observed_null_subset=nan, null_mean=nan,
+                    null_std=nan, p_value=nan, null_n_permutations=0, null_p_min=nan,
+                )  # fmt: skip
             rows.append(row)
-        return AlignmentAnalysis(per, pd.DataFrame(rows), dict(self.null), self.bins, unavailable)
+        comparison, differences = pd.DataFrame(), pd.DataFrame()
+        if {"defocus", "rgb"} <= self.present:
+            comparison, differences = compare_models(per, "defocus", "rgb", config=cfg, level=level)
+        return AlignmentAnalysis(
+            per,
+            pd.DataFrame(rows),
+            dict(self.null),
+            self.bins,
+            unavailable,
+            frame_summary=pd.DataFrame(frame_rows),
+            comparison=comparison,
+            differences=differences,
+            level=level,
+            sources=dict(self.sources),
+            config=cfg.to_dict(),
+        )
 
 
 def alignment_from_cache(
     cache,
-    bins: int = 20,
+    bins: int | None = None,
     models: tuple[str, ...] = ("defocus", "rgb"),
     groups=None,
     by_position: bool = False,
-    n_permutations: int = 100,
-    null_samples: int = 128,
-    n_boot: int = 1000,
-    seed: int = 0,
+    n_permutations: int | None = None,
+    null_samples: int | None = None,
+    n_boot: int | None = None,
+    seed: int | None = None,
     progress: bool = False,
+    *,
+    config: AnalysisConfig | None = None,
 ) -> AlignmentAnalysis:
-    """Alignment score and KL per paired fake and model, summaries, and a permutation null.
+    """Alignment score, floor, skill and KL per paired fake and model, with inference.
 
     Parameters
     ----------
     cache : cache reader
         From :func:`cache.open_cache`.
-    bins : int
-        Histogram bins on [0, 1].
+    bins : int, optional
+        Histogram bins on [0, 1] (default: ``config.bins``).
     models : tuple of {"defocus", "rgb"}
-        Models to score (their attribution field: ``attr_defocus``, ``attr_rgb``;
-        a missing field marks the model unavailable).
+        Models to score (their attribution field: ``attr_defocus``;
+        ``attr_rgb``, or ``attr_rgb_c0`` in a cache imported from the paper's
+        files; a missing field marks the model unavailable).
     groups : sequence of str, optional
         Fake groups (default: all groups holding fakes).
     by_position : bool
         Pair by position instead of pair id (warns).
-    n_permutations : int
-        Permutations of the null (0: no null).
-    null_samples : int
-        The null uses the first ``null_samples`` pairs of each group (pixel
-        work grows with samples x permutations); its p-value compares with
-        the observed mean over the same samples.
-    n_boot : int
-        Bootstrap resamples for the CI of the mean score.
-    seed : int
+    n_permutations : int, optional
+        Permutations of every test (default: ``config.n_permutations``).
+    null_samples : int, optional
+        The shuffled null uses the first ``null_samples`` pairs of each
+        group (0: no null); its p-value compares with the observed mean over
+        the same samples.
+    n_boot : int, optional
+        Bootstrap resamples of the intervals.
+    seed : int, optional
     progress : bool
+    config : AnalysisConfig, optional
+        Every setting at once; the keyword arguments above override it.
 
     Returns
     -------
@@ -529,9 +793,13 @@ def alignment_from_cache(
     """
     from analysis.pairing import run_paired
 
-    acc = AlignmentAccumulator(bins, models, n_permutations, null_samples, seed)
+    cfg = resolve_config(
+        config, bins=bins, n_permutations=n_permutations, null_samples=null_samples,
+        n_boot=n_boot, seed=seed,
+    )  # fmt: skip
+    acc = AlignmentAccumulator(cfg, models)
     run_paired(cache, [acc], groups=groups, by_position=by_position, progress=progress)
-    return acc.finalize(n_boot=n_boot, seed=seed)
+    return acc.finalize()
 
 
 # --------------------------------------------------------------------------- figures

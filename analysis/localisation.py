@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from analysis._validation import check_choice
+from analysis.config import AnalysisConfig, resolve_config
 
 #: Default removed fractions of a deletion curve: 0, 0.1, ..., 1.
 _FRACTIONS: tuple[float, ...] = tuple(i / 10 for i in range(11))
@@ -198,7 +199,7 @@ def deletion_curve(
     labels=None,
     fractions: Sequence[float] = _FRACTIONS,
     fill: str = "mean",
-    seed: int = 0,
+    seed: int = AnalysisConfig.seed,
     batch_size: int = 32,
 ) -> DeletionResult:
     """Remove pixels by decreasing ``|attr|`` and record the model's evidence (deletion curve).
@@ -283,6 +284,9 @@ def deletion_curve(
 
 #: Attribution field of each model in a cache.
 MODEL_FIELDS = {"defocus": "attr_defocus", "rgb": "attr_rgb"}
+#: Attribution fields scored per model, in order of preference (a cache imported from the
+#: paper's files holds only channel 0 of the RGB attributions, ``attr_rgb_c0``).
+ATTRIBUTION_FIELDS = {"defocus": ("attr_defocus",), "rgb": ("attr_rgb", "attr_rgb_c0")}
 _METRICS = ("mass", "rank", "pointing")
 
 
@@ -306,14 +310,20 @@ class LocalisationAnalysis:
         Max |predict(x) - cached logit| per model on the intact inputs.
     threshold : float
     unavailable : dict of str to str
+    sources : dict of str to str
+        Cache field each model's attributions came from.
+    config : dict
+        The :class:`analysis.config.AnalysisConfig` used, as a dict.
     """
 
     per_sample: pd.DataFrame
     summary: pd.DataFrame
     deletion: dict = field(default_factory=dict)
     deletion_check: dict = field(default_factory=dict)
-    threshold: float = 0.1
+    threshold: float = AnalysisConfig.localisation_threshold
     unavailable: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
 
 
 class LocalisationAccumulator:
@@ -321,7 +331,11 @@ class LocalisationAccumulator:
 
     real_fields = ("defocus",)
 
-    def __init__(self, threshold: float = 0.1, models: tuple[str, ...] = ("defocus", "rgb")):
+    def __init__(
+        self,
+        threshold: float = AnalysisConfig.localisation_threshold,
+        models: tuple[str, ...] = ("defocus", "rgb"),
+    ):
         from analysis._validation import check_threshold
 
         self.threshold = check_threshold(threshold)
@@ -329,9 +343,11 @@ class LocalisationAccumulator:
             if m not in MODEL_FIELDS:
                 raise ValueError(f"models must be among {list(MODEL_FIELDS)}, got {m!r}")
         self.models = tuple(models)
-        self.fake_fields = ("defocus", "mask", *(MODEL_FIELDS[m] for m in self.models))
+        fields = [f for m in self.models for f in ATTRIBUTION_FIELDS[m]]
+        self.fake_fields = ("defocus", "mask", *fields)
         self._rows: list[pd.DataFrame] = []
         self.present: set[str] = set()
+        self.sources: dict[str, str] = {}
         self.has_truth = False
         self.has_maps = False
 
@@ -348,10 +364,11 @@ class LocalisationAccumulator:
             )
             regions["defocus_mask"] = diff > self.threshold
         for m in self.models:
-            f = MODEL_FIELDS[m]
-            if f not in block.fake:
+            f = next((name for name in ATTRIBUTION_FIELDS[m] if name in block.fake), None)
+            if f is None:
                 continue
             self.present.add(m)
+            self.sources[m] = f
             attr = block.fake[f]
             for name, region in regions.items():
                 if attr.shape[-2:] != region.shape[-2:]:
@@ -381,7 +398,8 @@ class LocalisationAccumulator:
         unavailable = {}
         for m in self.models:
             if m not in self.present:
-                unavailable[m] = f"the cache has no '{MODEL_FIELDS[m]}' field (or no pairs)"
+                fields = " or ".join(f"'{f}'" for f in ATTRIBUTION_FIELDS[m])
+                unavailable[m] = f"the cache has no {fields} field (or no pairs)"
         if not self.has_truth:
             unavailable["truth"] = "the cache has no ground-truth 'mask' field"
         if not self.has_maps:
@@ -396,7 +414,13 @@ class LocalisationAccumulator:
             row["chance"] = float(valid.mean()) if len(valid) else float("nan")
             rows.append(row)
         summary = pd.DataFrame(rows, columns=["group", "model", "region", *_METRICS, "n", "chance"])
-        return LocalisationAnalysis(per, summary, threshold=self.threshold, unavailable=unavailable)
+        return LocalisationAnalysis(
+            per,
+            summary,
+            threshold=self.threshold,
+            unavailable=unavailable,
+            sources=dict(self.sources),
+        )
 
 
 def deletion_from_cache(
@@ -406,7 +430,7 @@ def deletion_from_cache(
     max_samples: int = 64,
     fractions: Sequence[float] = _FRACTIONS,
     fill: str = "mean",
-    seed: int = 0,
+    seed: int = AnalysisConfig.seed,
 ) -> tuple[dict, dict, dict]:
     """Compute deletion curves from a cache and model callables (unavailable without them).
 
@@ -482,14 +506,16 @@ def deletion_from_cache(
 
 def localisation_from_cache(
     cache,
-    threshold: float = 0.1,
+    threshold: float | None = None,
     models: tuple[str, ...] = ("defocus", "rgb"),
     groups=None,
     by_position: bool = False,
     predict: dict | None = None,
     deletion_samples: int = 64,
-    seed: int = 0,
+    seed: int | None = None,
     progress: bool = False,
+    *,
+    config: AnalysisConfig | None = None,
 ) -> LocalisationAnalysis:
     """Relevance mass / rank accuracy and pointing game per model, plus deletion when possible.
 
@@ -497,8 +523,9 @@ def localisation_from_cache(
     ----------
     cache : cache reader
         From :func:`cache.open_cache`.
-    threshold : float
-        ``T`` of the binary defocus mask used as the second reference region.
+    threshold : float, optional
+        ``T`` of the binary defocus mask used as the second reference region
+        (default ``config.localisation_threshold``).
     models : tuple of {"defocus", "rgb"}
     groups : sequence of str, optional
         Fake groups (default: all groups holding fakes).
@@ -509,8 +536,11 @@ def localisation_from_cache(
         without them the curves are marked unavailable.
     deletion_samples : int
         Samples per group for the deletion curves.
-    seed : int
+    seed : int, optional
+        Seed of the deletion curves' random baseline (default ``config.seed``).
     progress : bool
+    config : AnalysisConfig, optional
+        Every setting at once; the keyword arguments above override it.
 
     Returns
     -------
@@ -518,11 +548,13 @@ def localisation_from_cache(
     """
     from analysis.pairing import run_paired
 
-    acc = LocalisationAccumulator(threshold, models)
+    cfg = resolve_config(config, localisation_threshold=threshold, seed=seed)
+    acc = LocalisationAccumulator(cfg.localisation_threshold, models)
     run_paired(cache, [acc], groups=groups, by_position=by_position, progress=progress)
     out = acc.finalize()
+    out.config = cfg.to_dict()
     curves, check, unavailable = deletion_from_cache(
-        cache, predict, groups=None, max_samples=deletion_samples, seed=seed
+        cache, predict, groups=None, max_samples=deletion_samples, seed=cfg.seed
     )
     out.deletion, out.deletion_check = curves, check
     out.unavailable.update(unavailable)

@@ -17,10 +17,12 @@ import numpy as np
 import pandas as pd
 
 from analysis._validation import check_same_shape, check_threshold
+from analysis.config import PAPER_THRESHOLDS, AnalysisConfig, resolve_config
 
 __all__ = [
     "PAPER_THRESHOLDS",
     "MaskAnalysis",
+    "MaskAccumulator",
     "binary_mask",
     "mask_area",
     "mask_area_stats",
@@ -30,9 +32,6 @@ __all__ = [
     "plot_mask_gallery",
     "plot_threshold_sweep",
 ]
-
-#: The thresholds of the paper's sweep, largest first.
-PAPER_THRESHOLDS: tuple[float, ...] = (1e-1, 5e-2, 1e-2, 5e-3, 1e-3, 5e-4, 1e-4)
 
 
 def _pair(fake, real) -> tuple[np.ndarray, np.ndarray]:
@@ -123,7 +122,9 @@ def _counts_for_thresholds(diff: np.ndarray, thresholds: Sequence[float]) -> np.
     )
 
 
-def threshold_sweep(fake, real, thresholds: Sequence[float] = PAPER_THRESHOLDS) -> pd.DataFrame:
+def threshold_sweep(
+    fake, real, thresholds: Sequence[float] = AnalysisConfig.thresholds
+) -> pd.DataFrame:
     """Activated-pixel statistics for every threshold of a sweep.
 
     Parameters
@@ -206,6 +207,8 @@ class MaskAnalysis:
         Fakes per group left out for lack of a real partner.
     unavailable : dict of str to str
         Parts that could not be computed, with the reason.
+    config : dict
+        The :class:`analysis.config.AnalysisConfig` used, as a dict.
     """
 
     thresholds: tuple[float, ...]
@@ -215,6 +218,7 @@ class MaskAnalysis:
     gallery: dict[str, dict]
     n_unpaired: dict[str, int] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
 
 
 class MaskAccumulator:
@@ -228,7 +232,7 @@ class MaskAccumulator:
     fake_fields = ("defocus", "mask")
     real_fields = ("defocus",)
 
-    def __init__(self, thresholds: Sequence[float] = PAPER_THRESHOLDS, n_gallery: int = 4):
+    def __init__(self, thresholds: Sequence[float] = AnalysisConfig.thresholds, n_gallery: int = 4):
         self.thresholds = tuple(check_threshold(t) for t in thresholds)
         self.n_gallery = int(n_gallery)
         self._counts: list[pd.DataFrame] = []
@@ -324,11 +328,13 @@ class MaskAccumulator:
 
 def masks_from_cache(
     cache,
-    thresholds: Sequence[float] = PAPER_THRESHOLDS,
+    thresholds: Sequence[float] | None = None,
     groups: Sequence[str] | None = None,
     by_position: bool = False,
     n_gallery: int = 4,
     progress: bool = False,
+    *,
+    config: AnalysisConfig | None = None,
 ) -> MaskAnalysis:
     """Binary-mask statistics, threshold sweep and ground-truth agreement over a whole cache.
 
@@ -338,8 +344,8 @@ def masks_from_cache(
     ----------
     cache : cache reader
         From :func:`cache.open_cache`.
-    thresholds : sequence of float
-        Values of ``T`` (default: the paper's sweep).
+    thresholds : sequence of float, optional
+        Values of ``T`` (default: ``config.thresholds``, the paper's sweep).
     groups : sequence of str, optional
         Fake groups to analyse (default: every group holding fakes).
     by_position : bool
@@ -348,6 +354,8 @@ def masks_from_cache(
         Pairs per group kept for :func:`plot_mask_gallery`.
     progress : bool
         Show a progress bar.
+    config : AnalysisConfig, optional
+        Every setting at once; ``thresholds`` overrides it.
 
     Returns
     -------
@@ -355,9 +363,12 @@ def masks_from_cache(
     """
     from analysis.pairing import run_paired
 
-    acc = MaskAccumulator(thresholds, n_gallery)
+    cfg = resolve_config(config, thresholds=thresholds)
+    acc = MaskAccumulator(cfg.thresholds, n_gallery)
     plan = run_paired(cache, [acc], groups=groups, by_position=by_position, progress=progress)
-    return acc.finalize(plan.n_unpaired)
+    out = acc.finalize(plan.n_unpaired)
+    out.config = cfg.to_dict()
+    return out
 
 
 # --------------------------------------------------------------------------- figures

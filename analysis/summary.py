@@ -14,6 +14,7 @@ support are rows with ``metric = "unavailable"`` and the reason in ``note``.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.masks import PAPER_THRESHOLDS
 from safeio import atomic_write_text
 
 __all__ = ["COLUMNS", "summarise_cache", "summary_frames", "write_summary"]
@@ -42,13 +42,282 @@ def _row(analysis, group, model, metric, value, note=""):
     }
 
 
-def summary_frames(analyses: dict) -> pd.DataFrame:
+def _level_note(level: str, n_clusters=None, unit: str = "videos") -> str:
+    if level == "video":
+        return f"video-level ({n_clusters} {unit} resampled/tested as units)"
+    return "frame-level (every frame independent)"
+
+
+def _p_note(n_permutations, p_min, level_note: str = "") -> str:
+    text = f"n_permutations={int(n_permutations)}, smallest reachable p={p_min:.2g}"
+    return f"{text}; {level_note}" if level_note else text
+
+
+def _config_rows(config: dict) -> list[dict]:
+    rows = []
+    for k, v in config.items():
+        value = json.dumps(v) if isinstance(v, (list, tuple, dict)) else v
+        rows.append(_row("config", "", "", k, value, "analysis setting (AnalysisConfig)"))
+    return rows
+
+
+def _variance_rows(var) -> list[dict]:
+    rows = []
+    if not var.per_image.empty:
+        for (g, lab), sub in var.per_image.groupby(["group", "label"], sort=False):
+            rows.append(
+                _row(
+                    "variance",
+                    g,
+                    "",
+                    f"mean_local_variance(label={lab})",
+                    sub["mean_local_variance"].mean(),
+                    f"padding={var.padding}, window={var.window}",
+                )
+            )
+    keys = (
+        "statistic",
+        "pvalue",
+        "pvalue_holm",
+        "effect_size",
+        "ci_low",
+        "ci_high",
+        "statistic_ci_low",
+        "statistic_ci_high",
+        "cohens_d",
+        "mean_real",
+        "mean_fake",
+        "n_real",
+        "n_fake",
+        "n_real_frames",
+        "n_fake_frames",
+    )
+    tables = [(var.tests, "")]
+    if getattr(var, "level", "frame") == "video" and not var.frame_tests.empty:
+        tables.append((var.frame_tests, "[frame-level]"))
+    for table, suffix in tables:
+        for r in table.to_dict("records"):
+            level = r.get("level", "frame")
+            if level == "video":
+                note = (
+                    f"video-level: per-video means, {r['n_real']} real and "
+                    f"{r['n_fake']} fake videos"
+                )
+            else:
+                note = "frame-level (every image independent)"
+            for k in keys:
+                if k not in r:
+                    continue
+                name = f"ks_{k}" if k.startswith(("statistic", "pvalue")) else k
+                rows.append(_row("variance", r["group"], "", name + suffix, r[k], note))
+    paired = getattr(var, "paired", None)
+    if paired is not None and not paired.empty:
+        for r in paired.to_dict("records"):
+            lnote = _level_note(r["level"], r["n_clusters"])
+            meaning = "fake minus the real image it was made from, per-image mean local variance"
+            for k in (
+                "n",
+                "n_clusters",
+                "mean_fake",
+                "mean_real",
+                "mean_diff",
+                "ci_low",
+                "ci_high",
+            ):
+                rows.append(
+                    _row("variance", r["group"], "", f"paired_{k}", r[k], f"{meaning}; {lnote}")
+                )
+            for k in ("p_signflip", "p_signflip_holm"):
+                rows.append(
+                    _row(
+                        "variance",
+                        r["group"],
+                        "",
+                        f"paired_{k}",
+                        r[k],
+                        "two-sided sign-flip test; "
+                        + _p_note(r["n_permutations"], r["p_min"], lnote),
+                    )
+                )
+            for k in ("p_wilcoxon", "p_wilcoxon_holm"):
+                rows.append(
+                    _row(
+                        "variance",
+                        r["group"],
+                        "",
+                        f"paired_{k}",
+                        r[k],
+                        f"two-sided Wilcoxon; {lnote}",
+                    )
+                )
+    border = getattr(var, "border", None)
+    if border is not None and not border.empty:
+        note = (
+            f"share of local-variance mass in the {var.border_band}-px border band "
+            f"(padding={var.padding})"
+        )
+        for r in border.to_dict("records"):
+            rows.append(
+                _row(
+                    "variance",
+                    r["group"],
+                    "",
+                    f"border_mass_share(label={r['label']})",
+                    r["mass_share"],
+                    note,
+                )
+            )
+        rows.append(_row("variance", "all", "", "border_mass_share", var.border_mass_share, note))
+        rows.append(
+            _row(
+                "variance",
+                "all",
+                "",
+                "border_area_share",
+                var.border_area_share,
+                f"share of the map area in the {var.border_band}-px border band",
+            )
+        )
+    if hasattr(var, "padding"):
+        rows.append(
+            _row("variance", "all", "", "padding", var.padding, "local-variance border treatment")
+        )
+    for k, v in var.unavailable.items():
+        rows.append(_row("variance", "", "", "unavailable", math.nan, f"{k}: {v}"))
+    return rows
+
+
+def _alignment_rows(al) -> list[dict]:
+    from analysis.alignment import MEANINGS
+
+    rows = []
+    level = getattr(al, "level", "frame")
+    for r in al.summary.to_dict("records"):
+        g, m = r["group"], r["model"]
+        lnote = _level_note(r.get("level", level), r.get("n_clusters"))
+        for k in ("n", "n_clusters"):
+            if k in r:
+                rows.append(
+                    _row("alignment", g, m, k, r[k], lnote if k == "n_clusters" else "fakes")
+                )
+        for k in ("mean", "std", "ci_low", "ci_high", "floor_mean"):
+            rows.append(_row("alignment", g, m, k, r[k], MEANINGS.get(k, f"raw score; {lnote}")))
+        if "skill_mean" in r:
+            for k in ("skill_n", "skill_mean", "skill_std", "skill_ci_low", "skill_ci_high"):
+                note = MEANINGS.get(k, f"skill; {lnote}")
+                rows.append(_row("alignment", g, m, k, r[k], note))
+            for k in ("skill_p_signflip", "skill_p_wilcoxon"):
+                note = (
+                    MEANINGS[k]
+                    + "; "
+                    + (
+                        _p_note(r["n_permutations"], r["p_min"], lnote)
+                        if "signflip" in k
+                        else lnote
+                    )
+                )
+                rows.append(_row("alignment", g, m, k, r[k], note))
+        for k in ("kl_mean", "kl_std", "null_n", "observed_null_subset", "null_mean", "null_std"):
+            rows.append(_row("alignment", g, m, k, r[k]))
+        pnote = MEANINGS["p_value"]
+        if r.get("null_n_permutations"):
+            lv = r.get("null_level", "frame")
+            pnote += "; " + _p_note(
+                r["null_n_permutations"],
+                r["null_p_min"],
+                "whole videos deranged" if lv == "video" else "samples deranged",
+            )
+        rows.append(_row("alignment", g, m, "p_value", r["p_value"], pnote))
+    frame = getattr(al, "frame_summary", None)
+    if level == "video" and frame is not None and not frame.empty:
+        for r in frame.to_dict("records"):
+            for k in (
+                "ci_low",
+                "ci_high",
+                "skill_ci_low",
+                "skill_ci_high",
+                "skill_p_signflip",
+                "skill_p_wilcoxon",
+            ):
+                rows.append(
+                    _row(
+                        "alignment",
+                        r["group"],
+                        r["model"],
+                        f"{k}[frame-level]",
+                        r[k],
+                        "frame-level (every frame independent; optimistic for video data)",
+                    )
+                )
+    comp = getattr(al, "comparison", None)
+    if comp is not None and not comp.empty:
+        for r in comp.to_dict("records"):
+            model = f"{r['model_a']}-{r['model_b']}"
+            lnote = _level_note(r["level"], r["n_clusters"])
+            what = (
+                f"paired difference {r['model_a']} - {r['model_b']} of the {r['metric']} "
+                "on the same fakes"
+            )
+            for k, name in (("n", "n"), ("mean_diff", "mean"), ("ci_low", "ci_low"),
+                            ("ci_high", "ci_high")):  # fmt: skip
+                metric = f"{r['metric']}_diff_{name}"
+                rows.append(_row("alignment", r["group"], model, metric, r[k], f"{what}; {lnote}"))
+            rows.append(
+                _row(
+                    "alignment",
+                    r["group"],
+                    model,
+                    f"{r['metric']}_diff_p_signflip",
+                    r["p_signflip"],
+                    f"two-sided sign-flip test of the {what}; "
+                    + _p_note(r["n_permutations"], r["p_min"], lnote),
+                )
+            )
+            rows.append(
+                _row(
+                    "alignment",
+                    r["group"],
+                    model,
+                    f"{r['metric']}_diff_p_wilcoxon",
+                    r["p_wilcoxon"],
+                    f"two-sided Wilcoxon signed-rank test of the {what}; {lnote}",
+                )
+            )
+    for m, f in getattr(al, "sources", {}).items():
+        if f == "attr_rgb_c0":
+            rows.append(
+                _row(
+                    "alignment",
+                    "all",
+                    m,
+                    "attribution_field",
+                    f,
+                    "channel 0 only of the RGB attributions (the paper's files keep no more)",
+                )
+            )
+    for k, v in al.unavailable.items():
+        rows.append(_row("alignment", "", k, "unavailable", math.nan, v))
+    return rows
+
+
+def summary_frames(analyses: dict, config=None) -> pd.DataFrame:
     """Flatten analysis results (by name: masks, variance, alignment, localisation, embedding).
+
+    Parameters
+    ----------
+    analyses : dict
+        Analysis objects by name.
+    config : AnalysisConfig or dict, optional
+        Recorded as rows of ``analysis = "config"`` (one per setting).
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``analysis, group, model, metric, value, note``.
+        Columns ``analysis, group, model, metric, value, note``. ``note``
+        says what a number means where it is not obvious: the level of
+        inference ("video-level"/"frame-level") of every interval and test,
+        and the resolution (number of permutations, smallest reachable
+        p-value) of every permutation p-value.
     """
     rows = []
     masks = analyses.get("masks")
@@ -68,64 +337,10 @@ def summary_frames(analyses: dict) -> pd.DataFrame:
             rows.append(_row("masks", "", "", "unavailable", math.nan, f"{k}: {v}"))
     var = analyses.get("variance")
     if var is not None:
-        if not var.per_image.empty:
-            for (g, lab), sub in var.per_image.groupby(["group", "label"], sort=False):
-                rows.append(
-                    _row(
-                        "variance",
-                        g,
-                        "",
-                        f"mean_local_variance(label={lab})",
-                        sub["mean_local_variance"].mean(),
-                    )
-                )
-        for r in var.tests.to_dict("records"):
-            for k in (
-                "statistic",
-                "pvalue",
-                "pvalue_holm",
-                "effect_size",
-                "ci_low",
-                "ci_high",
-                "statistic_ci_low",
-                "statistic_ci_high",
-                "cohens_d",
-                "mean_real",
-                "mean_fake",
-                "n_real",
-                "n_fake",
-            ):
-                rows.append(
-                    _row(
-                        "variance",
-                        r["group"],
-                        "",
-                        f"ks_{k}" if k.startswith(("statistic", "pvalue")) else k,
-                        r[k],
-                    )
-                )
-        for k, v in var.unavailable.items():
-            rows.append(_row("variance", "", "", "unavailable", math.nan, f"{k}: {v}"))
+        rows += _variance_rows(var)
     al = analyses.get("alignment")
     if al is not None:
-        for r in al.summary.to_dict("records"):
-            for k in (
-                "n",
-                "mean",
-                "std",
-                "ci_low",
-                "ci_high",
-                "kl_mean",
-                "kl_std",
-                "null_n",
-                "observed_null_subset",
-                "null_mean",
-                "null_std",
-                "p_value",
-            ):
-                rows.append(_row("alignment", r["group"], r["model"], k, r[k]))
-        for k, v in al.unavailable.items():
-            rows.append(_row("alignment", "", k, "unavailable", math.nan, v))
+        rows += _alignment_rows(al)
     loc = analyses.get("localisation")
     if loc is not None:
         for r in loc.summary.to_dict("records"):
@@ -161,28 +376,38 @@ def summary_frames(analyses: dict) -> pd.DataFrame:
                 rows.append(_row("embedding", "all", emb.field, f"{k}@{tag}", r[k]))
         for k, v in emb.unavailable.items():
             rows.append(_row("embedding", "", emb.field, "unavailable", math.nan, f"{k}: {v}"))
+    sanity = analyses.get("sanity")
+    if sanity is not None:
+        rows += [_row(**r) for r in sanity.summary_rows()]
+    if config is not None:
+        from analysis.config import resolve_config
+
+        rows += _config_rows(resolve_config(config).to_dict())
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def summarise_cache(
     cache,
-    thresholds: Sequence[float] = PAPER_THRESHOLDS,
-    window: int = 15,
+    thresholds: Sequence[float] | None = None,
+    window: int | None = None,
     groups: Sequence[str] | None = None,
     by_position: bool = False,
-    bins: int = 20,
-    localisation_threshold: float = 0.1,
-    n_boot: int = 1000,
-    n_permutations: int = 100,
-    null_samples: int = 128,
+    bins: int | None = None,
+    localisation_threshold: float | None = None,
+    n_boot: int | None = None,
+    n_permutations: int | None = None,
+    null_samples: int | None = None,
     embedding: bool = True,
     embedding_field: str = "features_defocus",
-    perplexities: Sequence[float] = (5, 10, 20, 40),
-    n_per_class: int = 1000,
+    perplexities: Sequence[float] | None = None,
+    n_per_class: int | None = None,
     predict: dict | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     progress: bool = False,
     return_analyses: bool = False,
+    *,
+    padding: str | None = None,
+    config=None,
 ):
     """Every analysis of a cache in a long table (one number per row).
 
@@ -190,34 +415,41 @@ def summarise_cache(
     ----------
     cache : cache reader
         From :func:`cache.open_cache`.
-    thresholds : sequence of float
+    thresholds : sequence of float, optional
         Binary-mask sweep.
-    window : int
+    window : int, optional
         Local variance window.
     groups : sequence of str, optional
         Fake groups (default: all groups holding fakes).
     by_position : bool
         Pair by position instead of pair id (warns).
-    bins : int
+    bins : int, optional
         Alignment histogram bins.
-    localisation_threshold : float
+    localisation_threshold : float, optional
         ``T`` of the binary defocus mask used as a localisation region.
-    n_boot, n_permutations, null_samples
+    n_boot, n_permutations, null_samples : int, optional
         Bootstrap and permutation settings.
     embedding : bool
         Include the embedding (t-SNE sweep of ``embedding_field``).
     embedding_field : str
-    perplexities : sequence of float
-    n_per_class : int
+    perplexities : sequence of float, optional
+    n_per_class : int, optional
         Reals and fakes embedded.
     predict : dict of str to callable, optional
         Model callables for the deletion curves (else marked unavailable).
-    seed : int
+    seed : int, optional
     progress : bool
         Show progress bars.
     return_analyses : bool
         Also return the full analysis objects (for figures without a second
         pass over the cache).
+    padding : {"zeros", "reflect"}, optional
+        Local-variance border treatment.
+    config : AnalysisConfig or dict, optional
+        Every setting at once (default ``AnalysisConfig()``); the keyword
+        arguments above that are not None override it. The config used is
+        recorded in the table (rows of ``analysis = "config"``), in
+        ``table.attrs["config"]`` and in every analysis object's ``config``.
 
     Returns
     -------
@@ -229,36 +461,51 @@ def summarise_cache(
         "embedding": EmbeddingAnalysis}`` (no "embedding" when disabled).
     """
     from analysis.alignment import AlignmentAccumulator
+    from analysis.config import resolve_config
     from analysis.embedding import embedding_from_cache
     from analysis.localisation import LocalisationAccumulator, deletion_from_cache
     from analysis.masks import MaskAccumulator
     from analysis.pairing import plan_pairs, run_paired
     from analysis.variance import variance_from_cache
 
-    plan = plan_pairs(cache, groups=groups, by_position=by_position)
-    masks = MaskAccumulator(thresholds)
-    align = AlignmentAccumulator(
-        bins, n_permutations=n_permutations, null_samples=null_samples, seed=seed
+    cfg = resolve_config(
+        config,
+        thresholds=thresholds,
+        window=window,
+        bins=bins,
+        localisation_threshold=localisation_threshold,
+        n_boot=n_boot,
+        n_permutations=n_permutations,
+        null_samples=null_samples,
+        perplexities=perplexities,
+        n_per_class=n_per_class,
+        seed=seed,
+        padding=padding,
     )
-    loc = LocalisationAccumulator(localisation_threshold)
+    plan = plan_pairs(cache, groups=groups, by_position=by_position)
+    masks = MaskAccumulator(cfg.thresholds)
+    align = AlignmentAccumulator(cfg)
+    loc = LocalisationAccumulator(cfg.localisation_threshold)
     run_paired(cache, [masks, align, loc], groups=groups, plan=plan, progress=progress)
-    analyses = {
-        "masks": masks.finalize(plan.n_unpaired),
-        "alignment": align.finalize(n_boot=n_boot, seed=seed),
-    }
+    analyses = {"masks": masks.finalize(plan.n_unpaired), "alignment": align.finalize()}
+    analyses["masks"].config = cfg.to_dict()
     loc_result = loc.finalize()
-    curves, check, unavailable = deletion_from_cache(cache, predict, seed=seed)
+    loc_result.config = cfg.to_dict()
+    curves, check, unavailable = deletion_from_cache(cache, predict, seed=cfg.seed)
     loc_result.deletion, loc_result.deletion_check = curves, check
     loc_result.unavailable.update(unavailable)
     analyses["localisation"] = loc_result
-    analyses["variance"] = variance_from_cache(
-        cache, window, groups=groups, n_boot=n_boot, seed=seed, progress=progress
-    )
+    analyses["variance"] = variance_from_cache(cache, groups=groups, progress=progress, config=cfg)
     if embedding:
         analyses["embedding"] = embedding_from_cache(
-            cache, embedding_field, perplexities=perplexities, n_per_class=n_per_class, seed=seed
+            cache,
+            embedding_field,
+            perplexities=cfg.perplexities,
+            n_per_class=cfg.n_per_class,
+            seed=cfg.seed,
         )
-    df = summary_frames(analyses)
+    df = summary_frames(analyses, config=cfg)
+    df.attrs["config"] = cfg.to_dict()
     return (df, analyses) if return_analyses else df
 
 

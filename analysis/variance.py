@@ -1,29 +1,50 @@
-"""Local variance of defocus maps and the real-vs-fake two-sample test on its per-image mean.
+"""Local variance of defocus maps and the real-vs-fake tests on its per-image mean.
 
 Local variance (ALGORITHM.md section 4) is ``E[m**2] - E[m]**2`` over a
-``window x window`` neighbourhood with zero padding that counts the padded
-zeros (as ``avg_pool2d(m, window, stride=1, padding=window // 2)`` with
-``count_include_pad=True``), on per-sample min-max normalised maps. The paper
-compares the per-image mean of that map between real and fake images with a
-two-sample Kolmogorov-Smirnov test; :func:`variance_ks_test` adds an effect
-size (Cliff's delta, with Cohen's d), bootstrap confidence intervals, and
+``window x window`` neighbourhood, on per-sample min-max normalised maps.
+Two border treatments (``padding=``):
+
+``"zeros"`` (the paper's, the default)
+    zero padding that counts the padded zeros (as
+    ``avg_pool2d(m, window, stride=1, padding=window // 2)`` with
+    ``count_include_pad=True``): near the border the window mixes the map
+    with zeros, which inflates the local variance there;
+``"reflect"``
+    the map mirrored about its edge pixel, the edge not repeated (numpy's
+    and torch's ``"reflect"``, scipy's ``"mirror"``): no artificial step at
+    the border.
+
+:func:`border_share` reports how much of the local-variance mass lies in the
+border band of ``window // 2`` pixels (where zero padding acts), so a caption
+can say it.
+
+The paper compares the per-image mean of that map between real and fake
+images with a two-sample Kolmogorov-Smirnov test; :func:`test_means` adds an
+effect size (Cliff's delta, with Cohen's d) and bootstrap intervals, and
+takes ``clusters=`` so that with videos the comparison is made on per-video
+means (frames of one video are near-duplicates, not independent samples).
+:func:`variance_from_cache` adds the paired test (each fake against the
+real frame it was made from, video-level when the cache has videos) and
 :func:`holm` corrects p-values across manipulations.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from analysis._validation import as_maps, check_positive_int, check_window
+from analysis._validation import as_maps, check_choice, check_positive_int, check_window
+from analysis.config import PADDINGS, AnalysisConfig, resolve_config
+from analysis.stats import cluster_labels, cluster_means, paired_comparison
 
 __all__ = [
     "VarianceTest",
     "VarianceAnalysis",
+    "border_share",
     "cliffs_delta",
     "holm",
     "local_variance",
@@ -35,6 +56,9 @@ __all__ = [
     "plot_variance_ecdf",
     "plot_variance_heatmaps",
 ]
+
+#: scipy.ndimage mode of each padding.
+_SCIPY_MODE = {"zeros": "constant", "reflect": "mirror"}
 
 
 def normalise_maps(maps) -> np.ndarray:
@@ -54,8 +78,13 @@ def normalise_maps(maps) -> np.ndarray:
     return (m - lo) / (hi - lo + 1e-8)
 
 
-def local_variance(maps, window: int = 15, normalise: bool = False) -> np.ndarray:
-    """Local variance ``E[m**2] - E[m]**2`` over a square window, zero padded, pad counted.
+def local_variance(
+    maps,
+    window: int = AnalysisConfig.window,
+    normalise: bool = False,
+    padding: str = AnalysisConfig.padding,
+) -> np.ndarray:
+    """Local variance ``E[m**2] - E[m]**2`` over a square window.
 
     Parameters
     ----------
@@ -65,6 +94,9 @@ def local_variance(maps, window: int = 15, normalise: bool = False) -> np.ndarra
         Odd side of the window (15 in the paper).
     normalise : bool
         Min-max normalise each map first (:func:`normalise_maps`).
+    padding : {"zeros", "reflect"}
+        ``"zeros"``: the paper's zero padding, the padded zeros counted in the
+        window means; ``"reflect"``: the map mirrored about its edge pixel.
 
     Returns
     -------
@@ -74,16 +106,61 @@ def local_variance(maps, window: int = 15, normalise: bool = False) -> np.ndarra
         with the paper's ``avg_pool2d`` form.
     """
     window = check_window(window)
+    check_choice(padding, PADDINGS, "padding")
     m = normalise_maps(maps) if normalise else as_maps(maps)
     size = (1, window, window)
-    mean = ndimage.uniform_filter(m, size=size, mode="constant", cval=0.0)
-    mean_sq = ndimage.uniform_filter(m * m, size=size, mode="constant", cval=0.0)
+    mode = _SCIPY_MODE[padding]
+    mean = ndimage.uniform_filter(m, size=size, mode=mode, cval=0.0)
+    mean_sq = ndimage.uniform_filter(m * m, size=size, mode=mode, cval=0.0)
     return mean_sq - mean * mean
 
 
-def mean_local_variance(maps, window: int = 15, normalise: bool = False) -> np.ndarray:
+def mean_local_variance(
+    maps,
+    window: int = AnalysisConfig.window,
+    normalise: bool = False,
+    padding: str = AnalysisConfig.padding,
+) -> np.ndarray:
     """Per-image mean of :func:`local_variance`, ndarray of shape (N,)."""
-    return local_variance(maps, window, normalise).mean(axis=(1, 2))
+    return local_variance(maps, window, normalise, padding).mean(axis=(1, 2))
+
+
+def _band_mask(shape: tuple[int, int], band: int) -> np.ndarray:
+    h, w = shape
+    mask = np.ones((h, w), bool)
+    if 2 * band < h and 2 * band < w:
+        mask[band : h - band, band : w - band] = False
+    return mask
+
+
+def border_share(local_var, band: int) -> tuple[np.ndarray, float]:
+    """Share of the local-variance mass in the border band, per map, and the band's area share.
+
+    Parameters
+    ----------
+    local_var : ndarray of shape (N, H, W) or (H, W)
+        Local-variance maps (negative rounding errors count as 0).
+    band : int
+        Width in pixels of the band along each edge (``window // 2``: the
+        pixels whose window reaches past the border).
+
+    Returns
+    -------
+    mass_share : ndarray of float64, shape (N,)
+        ``sum over the band / sum over the map`` of ``max(local_var, 0)``;
+        NaN for a map without local variance.
+    area_share : float
+        Fraction of the pixels in the band.
+    """
+    lv = as_maps(local_var, "local_var")
+    band = check_positive_int(band, "band", minimum=0)
+    mask = _band_mask(lv.shape[1:], band)
+    mass = np.maximum(lv, 0.0)
+    total = mass.sum(axis=(1, 2))
+    inside = mass[:, mask].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(total > 0, inside / np.where(total > 0, total, 1.0), np.nan)
+    return share, float(mask.mean())
 
 
 def cliffs_delta(x, y) -> float:
@@ -113,12 +190,13 @@ def _cohens_d(x: np.ndarray, y: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class VarianceTest:
-    """Two-sample comparison of per-image mean local variance, fake vs real.
+    """Two-sample comparison of per-image (or per-video) mean local variance, fake vs real.
 
     Attributes
     ----------
     statistic, pvalue : float
-        Kolmogorov-Smirnov ``D`` and two-sided p-value (``scipy.stats.ks_2samp``).
+        Kolmogorov-Smirnov ``D`` and two-sided p-value (``scipy.stats.ks_2samp``)
+        of the units compared (images, or per-video means).
     effect_size : float
         Cliff's delta of fake vs real (> 0: fakes have larger local variance).
     ci_low, ci_high : float
@@ -128,13 +206,18 @@ class VarianceTest:
     cohens_d : float
         Standardised mean difference, fake minus real.
     mean_real, mean_fake : float
-        Means of the per-image values.
+        Means of the compared units' values.
     n_real, n_fake : int
-        Sample sizes.
+        Units compared (images, or videos).
     confidence : float
         Level of the intervals.
     n_boot : int
         Bootstrap resamples.
+    level : str
+        ``"frame"`` (every image a unit) or ``"cluster"`` (per-cluster means,
+        e.g. videos).
+    n_real_frames, n_fake_frames : int
+        Images behind the units.
     """
 
     statistic: float
@@ -151,6 +234,9 @@ class VarianceTest:
     n_fake: int
     confidence: float
     n_boot: int
+    level: str = "frame"
+    n_real_frames: int = 0
+    n_fake_frames: int = 0
 
     def to_dict(self) -> dict:
         """Plain dict of every attribute."""
@@ -158,7 +244,12 @@ class VarianceTest:
 
 
 def test_means(
-    real_values, fake_values, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
+    real_values,
+    fake_values,
+    n_boot: int = AnalysisConfig.n_boot,
+    confidence: float = AnalysisConfig.confidence,
+    seed: int = AnalysisConfig.seed,
+    clusters=None,
 ) -> VarianceTest:
     """KS test, effect sizes and bootstrap intervals on per-image values (real vs fake).
 
@@ -172,6 +263,12 @@ def test_means(
         Level of the percentile intervals, in (0, 1).
     seed : int
         Seed of the bootstrap.
+    clusters : tuple of two array-likes, optional
+        ``(real_clusters, fake_clusters)``: a cluster label (e.g. the video)
+        per value. The values of each cluster are first averaged and every
+        statistic is computed on those per-cluster means (the bootstrap thus
+        resamples whole clusters); ``None`` for one side means every value
+        of that side is its own cluster.
 
     Returns
     -------
@@ -186,6 +283,18 @@ def test_means(
     n_boot = check_positive_int(n_boot, "n_boot")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    frames = (int(x.size), int(y.size))
+    level = "frame"
+    if clusters is not None:
+        if not isinstance(clusters, (tuple, list)) or len(clusters) != 2:
+            raise ValueError("clusters must be a pair (real_clusters, fake_clusters)")
+        real_c, fake_c = clusters
+        if real_c is not None:
+            _, x, _ = cluster_means(x, real_c)
+        if fake_c is not None:
+            _, y, _ = cluster_means(y, fake_c)
+        if real_c is not None or fake_c is not None:
+            level = "cluster"
     ks = stats.ks_2samp(y, x)
     rng = np.random.default_rng(seed)
     deltas = np.empty(n_boot)
@@ -213,6 +322,9 @@ def test_means(
         n_fake=int(y.size),
         confidence=float(confidence),
         n_boot=n_boot,
+        level=level,
+        n_real_frames=frames[0],
+        n_fake_frames=frames[1],
     )
 
 
@@ -232,11 +344,13 @@ def _ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
 def variance_ks_test(
     real_maps,
     fake_maps,
-    window: int = 15,
-    n_boot: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
+    window: int = AnalysisConfig.window,
+    n_boot: int = AnalysisConfig.n_boot,
+    confidence: float = AnalysisConfig.confidence,
+    seed: int = AnalysisConfig.seed,
     normalise: bool = False,
+    padding: str = AnalysisConfig.padding,
+    clusters=None,
 ) -> VarianceTest:
     """Two-sample KS test of per-image mean local variance, real vs fake maps.
 
@@ -251,6 +365,10 @@ def variance_ks_test(
         Bootstrap settings, see :func:`test_means`.
     normalise : bool
         Min-max normalise each map first.
+    padding : {"zeros", "reflect"}
+        See :func:`local_variance`.
+    clusters : tuple of two array-likes, optional
+        ``(real_clusters, fake_clusters)`` (e.g. videos), see :func:`test_means`.
 
     Returns
     -------
@@ -258,9 +376,11 @@ def variance_ks_test(
         ``.statistic`` (D), ``.pvalue``, ``.effect_size`` (Cliff's delta,
         fake vs real), ``.ci_low``/``.ci_high`` and more.
     """
-    real = mean_local_variance(real_maps, window, normalise)
-    fake = mean_local_variance(fake_maps, window, normalise)
-    return test_means(real, fake, n_boot=n_boot, confidence=confidence, seed=seed)
+    real = mean_local_variance(real_maps, window, normalise, padding)
+    fake = mean_local_variance(fake_maps, window, normalise, padding)
+    return test_means(
+        real, fake, n_boot=n_boot, confidence=confidence, seed=seed, clusters=clusters
+    )
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:
@@ -301,15 +421,43 @@ class VarianceAnalysis:
     window : int
         Local variance window.
     per_image : pandas.DataFrame
-        ``group, id, label, mean_local_variance`` for every sample.
+        ``group, id, label, pair_id, video, mean_local_variance,
+        border_mass_share`` for every sample (``video`` "" without videos).
     tests : pandas.DataFrame
         Per fake group, the :class:`VarianceTest` fields against all real
-        samples plus ``pvalue_holm`` (Holm-corrected across the groups).
+        samples at the inference unit ``level`` ("video": per-video means;
+        "frame": every image), plus ``pvalue_holm`` (Holm-corrected across
+        the groups).
     heatmaps : dict of str to dict
         Per fake group, the first pairs: ``"id"``, ``"fake"`` and ``"real"``
         local-variance maps (float32 (k, S, S)).
     unavailable : dict of str to str
         Parts that could not be computed, with the reason.
+    padding : str
+        Border treatment used (``"zeros"``: the paper's; ``"reflect"``).
+    border_band : int
+        Width in pixels of the border band (``window // 2``).
+    border_mass_share, border_area_share : float
+        Share of all local-variance mass (every image pooled) lying in the
+        border band, and the band's share of the area.
+    border : pandas.DataFrame
+        Per group and label: ``n, area_share, mass_share`` (pooled over the
+        images, weighted by their mean local variance) and
+        ``mass_share_mean`` (mean of the per-image shares).
+    frame_tests : pandas.DataFrame
+        The same as ``tests`` with every image taken as independent
+        ("frame-level"); equal to ``tests`` when ``level`` is "frame".
+    paired : pandas.DataFrame
+        Per fake group, each fake against the real image it was made from
+        (``diff = fake - real`` of the per-image mean): ``level, n,
+        n_clusters, mean_fake, mean_real, mean_diff, ci_low, ci_high,
+        p_signflip, p_wilcoxon`` (two-sided; clusters = the fakes' videos),
+        their Holm-corrected ``p_signflip_holm, p_wilcoxon_holm``,
+        ``n_permutations, p_min, n_boot, confidence``.
+    level : str
+        "video" or "frame".
+    config : dict
+        The :class:`analysis.config.AnalysisConfig` used, as a dict.
     """
 
     window: int
@@ -317,35 +465,111 @@ class VarianceAnalysis:
     tests: pd.DataFrame
     heatmaps: dict[str, dict]
     unavailable: dict[str, str]
+    padding: str = "zeros"
+    border_band: int = 0
+    border_mass_share: float = float("nan")
+    border_area_share: float = float("nan")
+    border: pd.DataFrame = field(default_factory=pd.DataFrame)
+    frame_tests: pd.DataFrame = field(default_factory=pd.DataFrame)
+    paired: pd.DataFrame = field(default_factory=pd.DataFrame)
+    level: str = "frame"
+    config: dict = field(default_factory=dict)
+
+
+_PER_IMAGE = [
+    "group",
+    "id",
+    "label",
+    "pair_id",
+    "video",
+    "mean_local_variance",
+    "border_mass_share",
+]
+
+
+def _border_table(per_image: pd.DataFrame, area: float, band: int) -> pd.DataFrame:
+    rows = []
+    for (g, lab), sub in per_image.groupby(["group", "label"], sort=False):
+        w = sub["mean_local_variance"].clip(lower=0).to_numpy()
+        s = sub["border_mass_share"].to_numpy()
+        ok = ~np.isnan(s)
+        pooled = float(np.sum(w[ok] * s[ok]) / np.sum(w[ok])) if np.sum(w[ok]) > 0 else np.nan
+        rows.append(
+            {
+                "group": g,
+                "label": int(lab),
+                "band": band,
+                "n": len(sub),
+                "area_share": area,
+                "mass_share": pooled,
+                "mass_share_mean": float(np.nanmean(s)) if ok.any() else np.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _paired_rows(per_image: pd.DataFrame, groups, level: str, cfg: AnalysisConfig) -> pd.DataFrame:
+    reals = per_image[per_image["label"] == 0].drop_duplicates("id").set_index("id")
+    rows = []
+    for g in groups:
+        fakes = per_image[(per_image["group"] == g) & (per_image["label"] == 1)]
+        fakes = fakes[fakes["pair_id"].isin(reals.index)]
+        if fakes.empty:
+            continue
+        partner = reals.loc[fakes["pair_id"], "mean_local_variance"].to_numpy()
+        clusters = cluster_labels(fakes["video"], fakes["id"]) if level == "video" else None
+        res = paired_comparison(
+            fakes["mean_local_variance"].to_numpy(),
+            partner,
+            clusters=clusters,
+            n_boot=cfg.n_boot,
+            n_permutations=cfg.n_permutations,
+            confidence=cfg.confidence,
+            seed=cfg.seed,
+        ).to_dict()
+        res["mean_fake"] = res.pop("mean_a")
+        res["mean_real"] = res.pop("mean_b")
+        rows.append({"group": g, "level": level, **res})
+    out = pd.DataFrame(rows)
+    if not out.empty:
+        for p in ("p_signflip", "p_wilcoxon"):
+            out.insert(out.columns.get_loc(p) + 1, f"{p}_holm", holm(out[p]))
+    return out
 
 
 def variance_from_cache(
     cache,
-    window: int = 15,
+    window: int | None = None,
     groups: Sequence[str] | None = None,
-    n_boot: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
+    n_boot: int | None = None,
+    confidence: float | None = None,
+    seed: int | None = None,
     n_heatmaps: int = 3,
     normalise: bool = False,
     progress: bool = False,
     chunk: int = 32,
+    *,
+    padding: str | None = None,
+    config: AnalysisConfig | None = None,
 ) -> VarianceAnalysis:
-    """Per-image mean local variance, KS tests per manipulation (Holm), heatmap examples.
+    """Per-image mean local variance, KS and paired tests per manipulation (Holm), heatmaps.
 
-    Streams the cache one shard at a time.
+    Streams the cache one shard at a time. With a ``video`` field (and
+    ``config.unit == "video"``) the KS test compares per-video means and the
+    paired test flips whole videos; the frame-level results stay in
+    ``frame_tests``.
 
     Parameters
     ----------
     cache : cache reader
         From :func:`cache.open_cache`.
-    window : int
-        Local variance window (odd).
+    window : int, optional
+        Local variance window (odd; default ``config.window``).
     groups : sequence of str, optional
         Fake groups to test (default: every group holding fakes); every real
         sample (label 0) of the cache is the reference.
-    n_boot, confidence, seed
-        Bootstrap settings of :func:`test_means`.
+    n_boot, confidence, seed : optional
+        Bootstrap settings of :func:`test_means` (default: from ``config``).
     n_heatmaps : int
         Real/fake pairs per group kept for :func:`plot_variance_heatmaps`
         (paired by pair id; none for fakes without one).
@@ -356,6 +580,10 @@ def variance_from_cache(
         Show a progress bar.
     chunk : int
         Maps processed at once (bounds memory).
+    padding : {"zeros", "reflect"}, optional
+        Border treatment (default ``config.padding``, the paper's zeros).
+    config : AnalysisConfig, optional
+        Every setting at once; the keyword arguments above override it.
 
     Returns
     -------
@@ -363,13 +591,18 @@ def variance_from_cache(
     """
     from analysis.pairing import iter_group
 
-    window = check_window(window)
-    cols = ["group", "id", "label", "mean_local_variance"]
+    cfg = resolve_config(
+        config, window=window, n_boot=n_boot, confidence=confidence, seed=seed, padding=padding
+    )
+    window, padding, band = cfg.window, cfg.padding, cfg.window // 2
     if "defocus" not in cache.fields:
         reason = "the cache has no 'defocus' field"
         return VarianceAnalysis(
-            window, pd.DataFrame(columns=cols), pd.DataFrame(), {}, {"variance": reason}
-        )
+            window, pd.DataFrame(columns=_PER_IMAGE), pd.DataFrame(), {}, {"variance": reason},
+            padding=padding, border_band=band, config=cfg.to_dict(),
+        )  # fmt: skip
+    has_video = "video" in cache.fields
+    fields = ("id", "label", "pair_id", "defocus", *(("video",) if has_video else ()))
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -377,13 +610,18 @@ def variance_from_cache(
         bar = tqdm(total=cache.n_samples(), desc="local variance", unit="map", leave=False)
     parts = []
     heat: dict[str, dict] = {}
+    area = float("nan")
     for g in cache.groups:
-        for shard in iter_group(cache, g, ("id", "label", "pair_id", "defocus")):
+        for shard in iter_group(cache, g, fields):
             n = len(shard["id"])
             means = np.empty(n)
+            shares = np.empty(n)
             for start in range(0, n, chunk):  # bounds the float64 temporaries
-                lv = local_variance(shard["defocus"][start : start + chunk], window, normalise)
+                lv = local_variance(
+                    shard["defocus"][start : start + chunk], window, normalise, padding
+                )
                 means[start : start + chunk] = lv.mean(axis=(1, 2))
+                shares[start : start + chunk], area = border_share(lv, band)
                 if (groups is None or g in groups) and n_heatmaps > 0:
                     h = heat.setdefault(g, {"id": [], "pair_id": [], "fake": []})
                     lab = shard["label"][start : start + chunk]
@@ -397,9 +635,12 @@ def variance_from_cache(
                 pd.DataFrame(
                     {
                         "group": g,
-                        "id": shard["id"],
+                        "id": shard["id"].astype(str),
                         "label": shard["label"].astype(int),
+                        "pair_id": shard["pair_id"].astype(str),
+                        "video": shard["video"].astype(str) if has_video else "",
                         "mean_local_variance": means,
+                        "border_mass_share": shares,
                     }
                 )
             )
@@ -407,7 +648,7 @@ def variance_from_cache(
                 bar.update(len(shard["id"]))
     if bar is not None:
         bar.close()
-    per_image = pd.concat(parts, ignore_index=True)
+    per_image = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=_PER_IMAGE)
     unavailable: dict[str, str] = {}
     # the real partners of the heatmap examples (a targeted pass over shards with reals)
     wanted = {p for h in heat.values() for p in h["pair_id"]}
@@ -419,7 +660,7 @@ def variance_from_cache(
                 hit = np.flatnonzero(np.isin(shard["id"], list(wanted - set(found))))
                 hit = hit[shard["label"][hit] == 0]
                 if hit.size:
-                    lv = local_variance(shard["defocus"][hit], window, normalise)
+                    lv = local_variance(shard["defocus"][hit], window, normalise, padding)
                     for j, i in enumerate(hit):
                         found[str(shard["id"][i])] = lv[j].astype(np.float32)
                 if len(found) == len(wanted):
@@ -437,32 +678,70 @@ def variance_from_cache(
             }
     if not heatmaps:
         unavailable["heatmaps"] = "no fake with a known real partner"
-    real_values = per_image.loc[per_image["label"] == 0, "mean_local_variance"].to_numpy()
+    level = (
+        "video"
+        if cfg.unit == "video" and has_video and (per_image["video"] != "").any()
+        else "frame"
+    )
+    reals = per_image[per_image["label"] == 0]
+    real_values = reals["mean_local_variance"].to_numpy()
+    real_clusters = cluster_labels(reals["video"], reals["id"])
     fake_groups = [
         g
         for g in per_image.loc[per_image["label"] == 1, "group"].unique().tolist()
         if groups is None or g in groups
     ]
-    rows = []
+    rows, frame_rows = [], []
+    boot = dict(n_boot=cfg.n_boot, confidence=cfg.confidence, seed=cfg.seed)
     if real_values.size == 0:
         unavailable["ks_test"] = "the cache holds no real sample (label 0)"
     else:
         for g in fake_groups:
-            sel = (per_image["group"] == g) & (per_image["label"] == 1)
-            t = test_means(
-                real_values,
-                per_image.loc[sel, "mean_local_variance"].to_numpy(),
-                n_boot=n_boot,
-                confidence=confidence,
-                seed=seed,
-            )
-            rows.append({"group": g, **t.to_dict()})
+            fakes = per_image[(per_image["group"] == g) & (per_image["label"] == 1)]
+            values = fakes["mean_local_variance"].to_numpy()
+            frame = {"group": g, **test_means(real_values, values, **boot).to_dict()}
+            frame["level"] = "frame"
+            frame_rows.append(frame)
+            if level == "video":
+                clusters = (real_clusters, cluster_labels(fakes["video"], fakes["id"]))
+                main = {
+                    "group": g,
+                    **test_means(real_values, values, clusters=clusters, **boot).to_dict(),
+                }
+                main["level"] = "video"
+                rows.append(main)
+            else:
+                rows.append(dict(frame))
     tests = pd.DataFrame(rows)
-    if not tests.empty:
-        tests.insert(tests.columns.get_loc("pvalue") + 1, "pvalue_holm", holm(tests["pvalue"]))
-    elif "ks_test" not in unavailable:
+    frame_tests = pd.DataFrame(frame_rows)
+    for t in (tests, frame_tests):
+        if not t.empty:
+            t.insert(t.columns.get_loc("pvalue") + 1, "pvalue_holm", holm(t["pvalue"]))
+    if tests.empty and "ks_test" not in unavailable:
         unavailable["ks_test"] = "the cache holds no fake sample (label 1)"
-    return VarianceAnalysis(window, per_image, tests, heatmaps, unavailable)
+    paired = _paired_rows(per_image, fake_groups, level, cfg)
+    if paired.empty and fake_groups:
+        unavailable["paired_test"] = "no fake has a known real partner (pair_id)"
+    s = per_image["border_mass_share"].to_numpy()
+    w = per_image["mean_local_variance"].clip(lower=0).to_numpy()
+    ok = ~np.isnan(s)
+    pooled = float(np.sum(w[ok] * s[ok]) / np.sum(w[ok])) if np.sum(w[ok]) > 0 else float("nan")
+    return VarianceAnalysis(
+        window,
+        per_image,
+        tests,
+        heatmaps,
+        unavailable,
+        padding=padding,
+        border_band=band,
+        border_mass_share=pooled,
+        border_area_share=area,
+        border=_border_table(per_image, area, band),
+        frame_tests=frame_tests,
+        paired=paired,
+        level=level,
+        config=cfg.to_dict(),
+    )
 
 
 # --------------------------------------------------------------------------- figures

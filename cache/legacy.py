@@ -9,7 +9,10 @@ three object arrays built from Python lists (``np.array(list, dtype=object)``):
 ``defocus_shaps``
     the defocus model's Shapley values on those maps, ``(H, W)``;
 ``rgb_shaps``
-    channel 0 only of the RGB model's Shapley values, ``(H, W)``.
+    channel 0 only of the RGB model's Shapley values, ``(H, W)``; stored as
+    ``attr_rgb_c0``, which the analyses (alignment, localisation) score as the
+    RGB model's attribution when a cache has no full ``attr_rgb``, as the
+    paper's own alignment notebook does.
 
 Reading object arrays means unpickling, which can run code embedded in the
 file, so :func:`import_legacy` refuses unless ``trust_pickle=True``. The
@@ -169,7 +172,8 @@ def import_legacy(
         info={
             "source": "paper's pickled npz files (import-legacy)",
             "pairing": "fake i paired with real i by list position (the paper's convention)",
-            "attr_rgb_c0": "channel 0 only of the RGB attributions, as the paper saved them",
+            "attr_rgb_c0": "channel 0 only of the RGB attributions, as the paper saved them; "
+            "the alignment and localisation analyses score the RGB model on it",
         },
         plan=plan,
     )

@@ -20,11 +20,15 @@ def _smooth(rng, n, s):
     return (m - lo) / (hi - lo + 1e-8)
 
 
-def write_cache(path, seed=0, fields="all", shard_size=4, shuffle_fakes=False):
+def write_cache(path, seed=0, fields="all", shard_size=4, shuffle_fakes=False, videos=False):
     """Write a cache: group 'real' and two fake groups; fake pairs known by pair id.
 
     'pasted' fakes differ from their real in a square that is also their
     ground-truth mask; their defocus attributions sit in the square.
+    With ``videos=True`` every sample gets a ``video`` (reals: two frames per
+    video ``v0``..``v4``; a fake: its real's video plus ``_<group>``, as
+    FaceForensics++ names ``TTT_SSS``); the caller must make the schema know
+    the field (fixture ``video_schema``).
     Returns the dict of all arrays per group (for independent references).
     """
     from cache import CacheWriter
@@ -70,10 +74,17 @@ def write_cache(path, seed=0, fields="all", shard_size=4, shuffle_fakes=False):
         centre = 2.0 if g != "real" else -2.0
         a["features_defocus"] = (rng.normal(size=(n, D)) + centre).astype(np.float32)
         a["features_rgb"] = rng.normal(size=(n, D)).astype(np.float32)
+    if videos:
+        real_video = {rid: f"v{i // 2}" for i, rid in enumerate(ids)}
+        for g, a in arrays.items():
+            if g == "real":
+                a["video"] = np.array([real_video[r] for r in a["id"]])
+            else:
+                a["video"] = np.array([f"{real_video[p]}_{g}" for p in a["pair_id"]])
     if fields != "all":
         for a in arrays.values():
             for f in list(a):
-                if f not in fields and f not in ("id", "group", "label", "pair_id"):
+                if f not in fields and f not in ("id", "group", "label", "pair_id", "video"):
                     del a[f]
     w = CacheWriter(path, config={"test": seed})
     for g, a in arrays.items():
@@ -99,6 +110,25 @@ def minimal_cache(tmp_path, seed):
 
     arrays = write_cache(tmp_path / "cache", seed=seed, fields=("defocus",))
     return open_cache(tmp_path / "cache"), arrays
+
+
+@pytest.fixture
+def video_schema(monkeypatch):
+    """Make sure the cache schema knows the ``video`` field (added to main by the data work)."""
+    from cache import schema
+
+    if "video" not in schema.FIELDS:
+        spec = schema.FieldSpec("video", "str", (), doc="video a frame was cut from")
+        monkeypatch.setitem(schema.FIELDS, "video", spec)
+
+
+@pytest.fixture
+def video_cache(tmp_path, seed, video_schema):
+    """The small cache with a ``video`` field: 5 real videos of 2 frames, fakes per video."""
+    from cache import open_cache
+
+    arrays = write_cache(tmp_path / "video_cache", seed=seed, videos=True)
+    return open_cache(tmp_path / "video_cache"), arrays
 
 
 @pytest.fixture
