@@ -240,8 +240,9 @@ def read_frames(
 
 
 def _reason(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text.replace(" in '" + str(getattr(err, "filename", "")) + "'", "")
+    """The error's message without its errno and file name (the record names the file)."""
+    text = getattr(err, "strerror", None) or str(err)
+    return " ".join(str(text).split()) or type(err).__name__
 
 
 @functools.lru_cache(maxsize=1)
@@ -313,8 +314,8 @@ def face_box(
     side = int(scale * max(right - left, bottom - top))
     side = max(1, min(side, int(width), int(height)))
     cx, cy = (left + right) / 2.0, (top + bottom) / 2.0
-    x = min(max(int(round(cx - side / 2.0)), 0), int(width) - side)
-    y = min(max(int(round(cy - side / 2.0)), 0), int(height) - side)
+    x = min(max(int(np.floor(cx - side / 2.0 + 0.5)), 0), int(width) - side)
+    y = min(max(int(np.floor(cy - side / 2.0 + 0.5)), 0), int(height) - side)
     return x, y, side
 
 
