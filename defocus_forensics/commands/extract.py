@@ -30,9 +30,11 @@ manifest with the reason; the rest completes.
 
 {DATA_SPECS}
 
-examples (after the examples of 'defocus train --help'):
+example (after the example of 'defocus train --help'):
   defocus extract --data index:runs/syn/index.csv --defocus-model runs/train-defocus/best.pt \\
-      --nsamples 20 --out runs/syn-cache
+      --nsamples 10 --out runs/syn-cache
+
+variants (the same command, with):
   defocus extract ... --shard 3/8            one slice of 8 (job arrays), same --out
   defocus extract ... --workers 2            Dask LocalCluster with 2 processes
   defocus extract ... --scheduler tcp://host:8786

@@ -30,9 +30,9 @@ before anything is written.
 fake_groups, noise; see docs/data-spec.md).
 
 example:
-  defocus make-data --data synthetic:n=200,size=64,seed=0 --out runs/syn
-  defocus train --data index:runs/syn/index.csv --backbone resnet10t --image-size 64 \\
-      --epochs 2 --out runs/train-defocus
+  defocus make-data --data synthetic:n=120,size=64,seed=0 --out runs/syn
+  defocus train --data index:runs/syn/index.csv --kind defocus --backbone resnet10t \\
+      --image-size 64 --epochs 2 --lr 1e-3 --out runs/train-defocus
 """
 
 

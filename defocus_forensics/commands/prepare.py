@@ -34,7 +34,7 @@ in prepare.json with the reason and skipped (exit status 1 when some were).
 
 example:
   defocus prepare ffpp --root data/FaceForensics++ --out data/ffpp-faces \\
-      --compression c23 --frames 32 --manipulations Deepfakes FaceSwap --workers 2
+      --compression c23 --frames 32 --manipulations Deepfakes FaceSwap
 """
 
 

@@ -33,7 +33,7 @@ The paper's setting is --backbone legacy_xception --image-size 299 (the
 defaults; slow on a CPU); a laptop-sized run uses a small backbone:
 
 example:
-  defocus make-data --data synthetic:n=200,size=64 --out runs/syn
+  defocus make-data --data synthetic:n=120,size=64,seed=0 --out runs/syn
   defocus train --data index:runs/syn/index.csv --kind defocus --backbone resnet10t \\
       --image-size 64 --epochs 2 --lr 1e-3 --out runs/train-defocus
 """

@@ -228,3 +228,18 @@ def test_settings_are_checked():
 def test_missing_videos_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="no real videos under"):
         prepare_ffpp(tmp_path, tmp_path / "out", progress=False)
+
+
+@pytest.mark.slow
+def test_worker_processes_write_the_same_bytes(prepared, source, tmp_path):
+    out0, result0, _ = prepared
+    root, _ = source
+    result = prepare_ffpp(root, tmp_path / "out", CONFIG, workers=2, progress=False)
+    assert result.failed == result0.failed and result.n_frames == result0.n_frames
+    files = sorted(p.relative_to(out0) for p in out0.rglob("*.png"))
+    assert files == sorted(
+        p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*.png")
+    )
+    for rel in files:
+        assert (out0 / rel).read_bytes() == (tmp_path / "out" / rel).read_bytes(), rel
+    assert (out0 / "index.csv").read_text() == (tmp_path / "out" / "index.csv").read_text()
