@@ -240,7 +240,7 @@ def read_frames(
 
 
 def _reason(err: BaseException) -> str:
-    """The error's message without its errno and file name (the record names the file)."""
+    """Return the error's message without errno and file name (the record names the file)."""
     text = getattr(err, "strerror", None) or str(err)
     return " ".join(str(text).split()) or type(err).__name__
 

@@ -92,9 +92,9 @@ def test_ffpp_videos_to_figures(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_two_folders_paired_by_stem_to_figures(tmp_path, capsys, caplog):
-    from detector.data.testing import _ellipse, _real_frames
-
     from skimage.filters import gaussian
+
+    from detector.data.testing import _ellipse, _real_frames
 
     # 18 real photos and their fakes: the face region blurred, as a generator might do
     for i in range(18):

@@ -1,4 +1,4 @@
-"""The synthetic data refuses sizes that cannot fit in memory, and make-data leaves nothing half-made."""
+"""Synthetic data refuses sizes that cannot fit in memory; make-data leaves nothing half-made."""
 
 from __future__ import annotations
 
