@@ -112,5 +112,5 @@ def test_two_folders_paired_by_stem_to_figures(tmp_path, capsys, caplog):
     unavailable = _train_extract_figures(data, tmp_path, capsys)
     drawn = {stem for stem, why in unavailable.items() if not why}
     assert PAIRED <= drawn, unavailable
-    # what folders cannot give: a ground-truth mask (localisation) and the models
-    assert set(unavailable) - drawn <= NEEDS_MODELS | {"localisation_scores_by_model"}
+    # everything but what needs the models; localisation uses the binary defocus mask
+    assert set(unavailable) - drawn == NEEDS_MODELS, unavailable

@@ -211,3 +211,14 @@ def test_file_backed_data_is_resized_to_the_model_size(paired_folders):
     spec = f"folders:real={paired_folders / 'real'},fake={paired_folders / 'fake'}"
     assert open_data(spec, "all", image_size=16)[0]["image"].shape == (3, 16, 16)
     assert open_data(spec + ",image_size=12", "all", image_size=16)[0]["image"].shape[-1] == 12
+
+
+def test_the_reference_documents_every_kind_and_key():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "data-spec.md").read_text()
+    for kind, keys in KEYS.items():
+        assert f"### `{kind}`" in text, kind
+        section = text.split(f"### `{kind}`", 1)[1].split("\n### ", 1)[0]
+        missing = [k for k in keys if f"`{k}`" not in section]
+        assert not missing, (kind, missing)
