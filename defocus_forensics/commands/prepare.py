@@ -90,6 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Prepare the crops; exit status 1 when some videos were skipped."""
+    from pathlib import Path
+
     from detector.data.ffpp_videos import PrepareConfig, prepare_ffpp
     from safeio import check_output_dir
 
@@ -99,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
         scale=args.scale,
         detect_size=args.detect_size,
     )
-    out = check_output_dir(args.out)
+    out = Path(args.out).expanduser().absolute()
+    if out.exists():  # a new folder is made only once the videos are found
+        out = check_output_dir(out)
     result = prepare_ffpp(
         args.root,
         out,
