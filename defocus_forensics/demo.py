@@ -48,15 +48,7 @@ from typing import Any
 
 from safeio import atomic_write_json
 
-__all__ = [
-    "FULL",
-    "QUICK",
-    "DemoConfig",
-    "DemoResult",
-    "demo_data_spec",
-    "format_closing_summary",
-    "run_demo",
-]
+__all__ = ["FULL", "QUICK", "DemoConfig", "DemoResult", "format_closing_summary", "run_demo"]
 
 #: Settings of the full demo (about 7 minutes on 2 quiet CPU cores).
 FULL: dict[str, Any] = dict(
