@@ -6,12 +6,16 @@ Layout under ``root`` (``<C>`` is ``raw`` for c0, or ``c23`` / ``c40``)::
     manipulated_sequences/<M>/<C>/v1faces/<target>_<source>/<frame>.png
     manipulated_sequences/<M>/masks/v1faces/<target>_<source>/<frame>.png   (optional)
 
-The split (ALGORITHM.md section 5, the paper's ``dataset/FF.py``): within
+The split (the paper's ``dataset/FF.py``): within
 each group (the real videos; each manipulation) every folder holding PNG
 frames is a video; its frames are sorted by name and the first 32 kept;
 the videos are sorted by folder path and cut 7:1:2, ``n_train =
 int(0.7 n)``, ``n_val = int(0.1 n)``, the rest test. A fake frame's pair is
 the real frame with the same file name in its target video ``TTT``.
+
+``defocus prepare ffpp`` (:mod:`detector.data.ffpp_videos`) writes this
+layout from the FaceForensics++ videos, cutting the same face box from a
+target's real and fake frames.
 """
 
 from __future__ import annotations
