@@ -327,6 +327,7 @@ class _Job:
         self.channels_last = channels_last
         self.fold_batchnorm = fold_batchnorm
         self.records = _records(dataset)
+        self.videos = _videos(dataset)
         self._explainers: dict[str, Any] = {}
 
     def __getstate__(self):
@@ -409,6 +410,7 @@ class _Job:
             raise ValueError(f"item id {item.get('id')!r} differs from its record id {sid!r}")
         images = image[None].to(dev)
         row = {"id": sid, "group": group, "label": label, "pair_id": pair_id, "images": images}
+        row["video"] = self.videos[index]
         row["x_defocus"] = _model_input(self.models["defocus"], images, "defocus")
         if self.models["rgb"] is not None:
             row["x_rgb"] = _model_input(self.models["rgb"], images, "rgb")
@@ -434,6 +436,8 @@ class _Job:
         out["group"].append(np.array([r["group"] for r in chunk]))
         out["label"].append(np.array([r["label"] for r in chunk], dtype=np.int8))
         out["pair_id"].append(np.array([r["pair_id"] for r in chunk]))
+        if "video" in out:
+            out["video"].append(np.array([r["video"] for r in chunk]))
         for kind in ("defocus", "rgb"):
             model = self.models[kind]
             if model is None:
@@ -579,8 +583,15 @@ def _background_inputs(models: dict, images: torch.Tensor, device: torch.device)
 # --------------------------------------------------------------------------- entry point
 
 
+def _videos(dataset) -> list[str]:
+    """Return the ``video`` of every sample ("" for none), from ``.samples``."""
+    return [str(getattr(s, "video", "") or "") for s in dataset.samples]
+
+
 def _fields(dataset, rgb: bool, config: ExtractConfig) -> list[str]:
     fields = ["id", "group", "label", "pair_id"]
+    if any(_videos(dataset)):
+        fields.append("video")  # only for data from videos: absent otherwise
     if config.save_image:
         fields.append("image")
     fields += ["defocus", "attr_defocus"]

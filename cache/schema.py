@@ -85,6 +85,13 @@ _SPECS = [
         True,
         doc="for a fake, id of the real sample it was made from ('' when unknown)",
     ),
+    FieldSpec(
+        "video",
+        "str",
+        (),
+        doc="video the frame comes from (absent when the data has no videos): resample and "
+        "test whole videos, never frames as if independent",
+    ),
     FieldSpec("image", "uint8", ("3", "R", "R"), doc="the image as the models saw it"),
     FieldSpec(
         "defocus",

@@ -5,7 +5,8 @@
 fakes that break the lens physics), so that one command shows the whole
 pipeline on a laptop CPU:
 
-1. ``data``: train / validation / test splits of SyntheticDoF (different seeds);
+1. ``data``: the train / validation / test splits of one ``synthetic:`` data spec
+   (:func:`demo_data_spec`; the same cut ``--data`` gives every command);
 2. ``train-defocus``, ``train-rgb``: a small timm backbone on defocus maps and on
    RGB images (:func:`detector.train.train`), best checkpoint by validation AUC;
 3. ``evaluate``: test metrics of both models (:func:`detector.train.evaluate`);
@@ -112,8 +113,9 @@ class DemoConfig:
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``.
     seed : int
-        Seed of the data (train ``seed``, validation ``seed + 1000``, test
-        ``seed + 2000``), the training, the explainer and the analyses.
+        Seed of the data (one ``synthetic:`` spec cut into train, val and
+        test, see :func:`demo_data_spec`), the training, the explainer and
+        the analyses.
     backbone : str
         timm backbone of both detectors (random init: nothing is downloaded).
     image_size, n_train, n_val, n_test, epochs, batch_size : int, optional
@@ -215,6 +217,21 @@ class DemoResult:
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+
+
+def demo_data_spec(config: DemoConfig) -> str:
+    """Return the data spec of the demo's data: its splits are the demo's train, val and test.
+
+    ``synthetic:n=N,size=S,seed=K,val=V,test=T`` with ``N = n_train + n_val
+    + n_test``: the same text given to ``--data`` of ``defocus train``,
+    ``evaluate`` or ``extract`` (with ``split=test``) opens the very images
+    the demo used.
+    """
+    n = config.n_train + config.n_val + config.n_test
+    return (
+        f"synthetic:n={n},size={config.image_size},seed={config.seed},"
+        f"val={config.n_val},test={config.n_test}"
+    )
 
 
 def _sha(obj: Any) -> str:
@@ -485,7 +502,7 @@ def run_demo(config: DemoConfig | None = None, log: Callable[[str], None] | None
     from defocus_forensics.figures import FigureParams, compute_analyses, draw_figures
     from defocus_forensics.notebooks import NOTEBOOKS_DIR, execute_all, list_notebooks
     from defocus_forensics.report import build_report
-    from detector.data import SyntheticDoF
+    from detector.data import open_data
 
     config = config or DemoConfig()
     missing = missing_notebook_packages() if config.notebooks else []
@@ -511,16 +528,14 @@ def run_demo(config: DemoConfig | None = None, log: Callable[[str], None] | None
     cache_dir = out / "cache"
 
     # 1. data ---------------------------------------------------------------------------
+    data_spec = demo_data_spec(config)
+
     def make_data():
-        size, seed = config.image_size, config.seed
-        return (
-            SyntheticDoF(config.n_train, size=size, seed=seed),
-            SyntheticDoF(config.n_val, size=size, seed=seed + 1000),
-            SyntheticDoF(config.n_test, size=size, seed=seed + 2000),
-        )
+        return tuple(open_data(data_spec, split) for split in ("train", "val", "test"))
 
     train_ds, val_ds, test_ds = stages.run("data", make_data)
     stages.record["data"] = {
+        "spec": data_spec,
         "train": train_ds.describe(),
         "val": val_ds.describe(),
         "test": test_ds.describe(),

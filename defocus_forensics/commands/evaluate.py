@@ -5,43 +5,46 @@ from __future__ import annotations
 import argparse
 import sys
 
-from defocus_forensics.commands.train import add_data_arguments, add_model_arguments
+from defocus_forensics.commands._options import (
+    DATA_SPECS,
+    add_data_option,
+    add_loader_workers_option,
+    add_quiet_option,
+)
+from defocus_forensics.commands.train import DEFAULT_DATA, add_model_arguments
 from safeio import atomic_write, atomic_write_json
 
 HELP = "evaluate a detector checkpoint (accuracy, AUC, AP, EER, video AUC)"
 
-DESCRIPTION = """\
-Evaluate a checkpoint on one split of a data set and write OUT/metrics.json,
-OUT/metrics.csv (one row per fake group and one for all) and
-OUT/predictions.csv (id, group, label, logit). Our checkpoints carry their
-model config; for the paper's released files (a state dict with 'module.'
-keys, possibly inside {'model_state_dict': ...}) give the model options
-(--kind, --backbone, --image-size, --input-range symmetric). Files are read
-with torch.load(weights_only=True) or safetensors: code is never unpickled.
+DESCRIPTION = f"""\
+Evaluate a checkpoint on one split of --data (the test split unless the spec
+names another) and write OUT/metrics.json, OUT/metrics.csv (one row per fake
+group and one for all) and OUT/predictions.csv (id, group, label, logit).
+Our checkpoints carry their model config; for the paper's released files
+convert them first with 'defocus import-checkpoint SRC --kind defocus|rgb
+--out DST' (or give the model options: --kind, --backbone, --image-size,
+--input-range symmetric). Files are read with torch.load(weights_only=True)
+or safetensors: code is never unpickled.
 
-example:
-  defocus evaluate --checkpoint runs/train-defocus/best.pt --dataset synthetic \\
-      --n 400 --split test --out runs/eval-defocus
+{DATA_SPECS}
+
+example (after the example of 'defocus train --help'):
+  defocus evaluate --checkpoint runs/train-defocus/best.pt \\
+      --data index:runs/syn/index.csv --out runs/eval-defocus
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``defocus evaluate``."""
     parser.add_argument("--checkpoint", required=True, help="checkpoint file (.pt or .safetensors)")
-    parser.add_argument(
-        "--split",
-        choices=["train", "val", "test"],
-        default="test",
-        help="split to evaluate (default test)",
-    )
+    add_data_option(parser, DEFAULT_DATA, "the data (its test split unless the spec names one)")
     parser.add_argument(
         "--out", default="runs/evaluate", help="output folder (default runs/evaluate)"
     )
     parser.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("--workers", type=int, default=0, help="data loader workers (default 0)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    add_data_arguments(parser)
+    add_loader_workers_option(parser)
+    add_quiet_option(parser)
     add_model_arguments(parser)
 
 
@@ -69,41 +72,39 @@ def run(args: argparse.Namespace) -> int:
     import csv
     import json
     import os
-    from pathlib import Path
 
-    from defocus_forensics.commands.train import datasets_from_args, model_from_args
+    from defocus_forensics.commands.train import model_from_args
     from detector.checkpoints import load_checkpoint, read_checkpoint
+    from detector.data import open_data, parse_data_spec
     from detector.device import resolve_device
     from detector.train import _json_safe, evaluate
+    from safeio import check_output_dir
 
-    try:
-        device = resolve_device(args.device)
-        ckpt = read_checkpoint(args.checkpoint)
-        if ckpt.config:
-            model = load_checkpoint(args.checkpoint)
-        else:
-            model = load_checkpoint(model_from_args(args), args.checkpoint)
-        size = model.config.get("image_size", args.image_size)
-        ds = datasets_from_args(args, (args.split,), size)[args.split]
-        metrics = evaluate(
-            model,
-            ds,
-            batch_size=args.batch_size,
-            device=device,
-            num_workers=args.workers,
-            progress=not args.no_progress,
-            return_predictions=True,
-        )
-    except (ValueError, FileNotFoundError) as err:
-        print(f"defocus evaluate: {err}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(args.device)
+    spec = parse_data_spec(args.data)
+    ckpt = read_checkpoint(args.checkpoint)
+    if ckpt.config:
+        model = load_checkpoint(args.checkpoint)
+    else:
+        model = load_checkpoint(model_from_args(args), args.checkpoint)
+    size = model.config.get("image_size", args.image_size)
+    ds = open_data(spec, spec.split or "test", image_size=size)
+    out = check_output_dir(args.out)
+    metrics = evaluate(
+        model,
+        ds,
+        batch_size=args.batch_size,
+        device=device,
+        num_workers=args.loader_workers,
+        progress=not args.quiet,
+        return_predictions=True,
+    )
     preds = metrics.pop("predictions")
     report = {
         "checkpoint": os.fspath(args.checkpoint),
         "model": model.config,
-        "split": args.split,
+        "split": ds.split,
+        "data_spec": ds.spec,
         "data": ds.describe() if hasattr(ds, "describe") else {"n": len(ds)},
         "metrics": metrics,
     }
@@ -120,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         json.dumps(
             {k: _json_safe(metrics[k]) for k in ("n", "accuracy", "auc", "ap", "eer", "n_skipped")}
+            | {"split": ds.split}
         )
     )
     if metrics["n_skipped"]:

@@ -6,30 +6,35 @@ import argparse
 import sys
 from pathlib import Path
 
+from defocus_forensics.commands._options import DATA_SPECS
+
 HELP = "compute defocus maps, logits, features and attributions into a sharded .npz cache"
 
-DESCRIPTION = """\
-Run a defocus detector (and optionally an RGB detector) over a dataset and
-store, per sample, the map the classifier sees, logits, penultimate
-features and attributions (shap-gradient by default: expected gradients,
-200 samples, 10 real background images) as shards of .npz plus a manifest.
+DESCRIPTION = f"""\
+Run a defocus detector (and optionally an RGB detector) over a split of
+--data (the test split unless the spec names another) and store, per
+sample, the map the classifier sees, logits, penultimate features and
+attributions (shap-gradient by default: expected gradients, 200 samples, 10
+real background images) as shards of .npz plus a manifest. Images are
+resized to the defocus model's input size unless the spec gives image_size.
+
+The background images come from the train split of the same --data, never
+from the images being explained (nor from a fake's own real partner);
+--background-data SPEC draws them from other data instead. With split=all
+or split=train the background must be given that way.
 
 Rerunning the same command resumes: intact shards are skipped, missing or
 corrupt ones are redone. A cache built with other settings, models or data
 is refused, naming the difference. Unreadable images are listed in the
 manifest with the reason; the rest completes.
 
-data specs:
-  synthetic:n=64,size=64,seed=0        built-in depth-of-field data
-  folders:real=DIR,fake=DIR            real and fake image folders
-  index:FILE.csv[,split=test]          an index CSV (defocus make-data)
-  cifake:root=DIR[,split=test]         CIFAKE
-  ffpp:root=DIR,manipulations=Deepfakes+FaceSwap[,split=test,compression=c0]
-  (file-backed specs accept image_size=N to resize)
+{DATA_SPECS}
 
-examples:
-  defocus extract --data synthetic:n=64,size=64 --defocus-model runs/d.safetensors \\
-      --rgb-model runs/r.safetensors --out runs/syn/cache
+example (after the example of 'defocus train --help'):
+  defocus extract --data index:runs/syn/index.csv --defocus-model runs/train-defocus/best.pt \\
+      --nsamples 10 --out runs/syn-cache
+
+variants (the same command, with):
   defocus extract ... --shard 3/8            one slice of 8 (job arrays), same --out
   defocus extract ... --workers 2            Dask LocalCluster with 2 processes
   defocus extract ... --scheduler tcp://host:8786
@@ -40,7 +45,9 @@ examples:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``defocus extract``."""
     parser.add_argument("--out", required=True, help="cache folder to create or resume")
-    parser.add_argument("--data", help="dataset spec (see above)")
+    parser.add_argument(
+        "--data", metavar="SPEC", help="the data (its test split unless the spec names one)"
+    )
     parser.add_argument("--defocus-model", help="checkpoint of a 'defocus' detector")
     parser.add_argument("--rgb-model", help="checkpoint of an 'rgb' detector (optional)")
     parser.add_argument(
@@ -71,17 +78,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="run seed (0)")
     parser.add_argument("--background", type=int, default=10, help="real background images (10)")
-    parser.add_argument("--background-data", help="dataset spec to draw the background from")
+    parser.add_argument(
+        "--background-data",
+        metavar="SPEC",
+        help="data to draw the real background images from (default: the train split of --data)",
+    )
     parser.add_argument("--shard-size", type=int, default=64, help="samples per shard (64)")
     parser.add_argument("--batch-size", type=int, default=16, help="samples per model call")
     parser.add_argument("--shard", metavar="K/N", help="compute only slice K of N (0 <= K < N)")
-    parser.add_argument("--workers", type=int, default=0, help="Dask LocalCluster processes")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="parallel processes (a Dask LocalCluster)"
+    )
     parser.add_argument("--scheduler", metavar="ADDRESS", help="existing Dask scheduler")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--no-image", action="store_true", help="do not store the images")
     parser.add_argument("--save-sparse", action="store_true", help="store sparse and edge maps")
     parser.add_argument("--merge", nargs="+", metavar="CACHE", help="merge these caches into --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)
 
 
 def _fail(message: str) -> int:
@@ -98,45 +112,32 @@ def _value(text: str):
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
-def parse_spec(spec: str) -> tuple[str, dict]:
-    """Split ``kind:key=value,...`` (a bare value after ``kind:`` is ``root``/``path``)."""
-    kind, _, rest = spec.partition(":")
-    options: dict = {}
-    for part in filter(None, rest.split(",")):
-        key, eq, value = part.partition("=")
-        if not eq:
-            options["path" if kind == "index" else "root"] = key
-        else:
-            options[key.strip()] = value.strip()
-    return kind.strip(), options
+def _background(spec, dataset, given: str | None, image_size: int):
+    """Open the background data: never the explained images or their real partners."""
+    from detector.data import SampleSubset, open_data
 
-
-def open_dataset(spec: str):
-    """Build a :mod:`detector.data` dataset from a spec string (see ``--help``)."""
-    from detector import data
-
-    kind, o = parse_spec(spec)
-    size = int(o.pop("image_size")) if "image_size" in o else None
-    if kind == "synthetic":
-        kw = {k: _value(v) for k, v in o.items()}
-        if "fake_groups" in kw:
-            kw["fake_groups"] = str(kw["fake_groups"]).split("+")
-        return data.SyntheticDoF(**{"n": 64, **kw})
-    if kind == "folders":
-        if "real" not in o or "fake" not in o:
-            raise ValueError("folders spec needs real=DIR,fake=DIR")
-        return data.RealFakeFolders(o["real"], o["fake"], image_size=size)
-    if kind == "index":
-        if "path" not in o:
-            raise ValueError("index spec needs the CSV path: index:FILE.csv")
-        return data.RealFakeFolders.from_index(o["path"], split=o.get("split"), image_size=size)
-    if kind == "cifake":
-        return data.CIFake(o["root"], split=o.get("split", "test"), image_size=size)
-    if kind == "ffpp":
-        manip = o.get("manipulations", "Deepfakes").split("+")
-        extra = {k: _value(v) for k, v in o.items() if k not in ("root", "manipulations")}
-        return data.FaceForensicsPP(o["root"], manipulations=manip, image_size=size, **extra)
-    raise ValueError(f"unknown data kind {kind!r}; use synthetic, folders, index, cifake or ffpp")
+    if given:
+        bg = open_data(given, image_size=image_size)
+    else:
+        if dataset.split in ("train", "all"):
+            raise ValueError(
+                f"--data explains split={dataset.split}, and the background would come from "
+                "its train split, i.e. from the images being explained; give "
+                "--background-data SPEC (other data, e.g. another seed or folder)"
+            )
+        bg = open_data(spec.with_split("train"), image_size=image_size)
+    explained = {s.id for s in dataset.samples} | {s.pair_id for s in dataset.samples if s.pair_id}
+    keep = [i for i, s in enumerate(bg.samples) if s.label == 0 and s.id not in explained]
+    if not keep:
+        raise ValueError(
+            f"the background data {bg.spec} holds no real image that is not being explained; "
+            "give --background-data SPEC with other real images"
+        )
+    if len(keep) == len(bg):
+        return bg
+    out = SampleSubset(bg, keep)
+    out.spec, out.split = bg.spec, bg.split
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -157,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
     import torch  # noqa: F401 - heavy imports only when work is done
 
     from cache.extract import ExtractConfig, extract
+    from detector.data import open_data, parse_data_spec
     from detector.models import load_checkpoint
 
     try:
@@ -178,8 +180,6 @@ def run(args: argparse.Namespace) -> int:
             save_sparse=args.save_sparse,
             explainer_options=options,
         )
-        dataset = open_dataset(args.data)
-        background = open_dataset(args.background_data) if args.background_data else None
         models = []
         for path in (args.defocus_model, args.rgb_model):
             if path is None:
@@ -188,6 +188,10 @@ def run(args: argparse.Namespace) -> int:
             if not Path(path).is_file():
                 raise FileNotFoundError(f"checkpoint not found: {path}")
             models.append(load_checkpoint(path))
+        size = int(models[0].config.get("image_size") or 299)
+        spec = parse_data_spec(args.data)
+        dataset = open_data(spec, spec.split or "test", image_size=size)
+        background = _background(spec, dataset, args.background_data, size)
         result = extract(
             dataset,
             args.out,
@@ -200,7 +204,11 @@ def run(args: argparse.Namespace) -> int:
             scheduler=args.scheduler,
             device=args.device,
             progress=not args.quiet,
-            info={"command": " ".join(sys.argv), "data_spec": args.data},
+            info={
+                "command": " ".join(sys.argv),
+                "data_spec": dataset.spec,
+                "background_spec": background.spec if hasattr(background, "spec") else None,
+            },
         )
     except (CacheError, ValueError, FileNotFoundError) as err:
         return _fail(str(err))

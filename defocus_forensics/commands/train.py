@@ -5,63 +5,38 @@ from __future__ import annotations
 import argparse
 import sys
 
-#: Data set names (as detector.data.select.DATASETS; repeated so --help needs no torch).
-DATASETS = ("synthetic", "index", "folders", "ffpp", "cifake")
+from defocus_forensics.commands._options import (
+    DATA_SPECS,
+    add_data_option,
+    add_loader_workers_option,
+    add_quiet_option,
+)
+
+#: The data used when --data is not given.
+DEFAULT_DATA = "synthetic:n=400"
 
 HELP = "train a defocus, RGB or fusion detector (seeded, resumable)"
 
-DESCRIPTION = """\
-Train a detector with BCE-with-logits and Adam. After each epoch the model is
+DESCRIPTION = f"""\
+Train a detector with BCE-with-logits and Adam on the train split of --data,
+choosing the best epoch on its val split. After each epoch the model is
 evaluated on the validation split; OUT/best.pt keeps the best epoch (by
 validation AUC unless --select says otherwise) and OUT/last.pt the last one,
 from which a rerun with the same OUT resumes. OUT/history.csv and
 OUT/metrics.json hold the per-epoch metrics; unreadable images are skipped
-and listed there with their paths.
+and listed there with their paths. The test split is left for 'defocus
+evaluate' and 'defocus extract' with the same --data.
 
-data sets (--dataset):
-  synthetic  built-in depth-of-field data rendered on the fly (--n images)
-  index      a CSV index such as `defocus make-data` writes (--root DIR or CSV)
-  folders    --real-dir and --fake-dir, cut 7:1:2 by a hash of each file name
-  ffpp       FaceForensics++ face frames (--root, --manipulations, --compression)
-  cifake     CIFAKE (--root holding train/ and test/)
+{DATA_SPECS}
 
 The paper's setting is --backbone legacy_xception --image-size 299 (the
-defaults); a laptop-sized run uses a small backbone:
+defaults; slow on a CPU); a laptop-sized run uses a small backbone:
 
 example:
-  defocus train --dataset synthetic --n 400 --kind defocus --backbone resnet10t \\
-      --image-size 128 --epochs 8 --lr 1e-3 --out runs/train-defocus
+  defocus make-data --data synthetic:n=120,size=64,seed=0 --out runs/syn
+  defocus train --data index:runs/syn/index.csv --kind defocus --backbone resnet10t \\
+      --image-size 64 --epochs 2 --lr 1e-3 --out runs/train-defocus
 """
-
-
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options that choose a data set (shared with ``defocus evaluate``)."""
-    g = parser.add_argument_group("data")
-    g.add_argument(
-        "--dataset", choices=DATASETS, default="synthetic", help="data set (default synthetic)"
-    )
-    g.add_argument("--root", help="index CSV or folder (index), or data set root (ffpp, cifake)")
-    g.add_argument("--real-dir", help="folder of real images (folders)")
-    g.add_argument("--fake-dir", help="folder of fake images (folders)")
-    g.add_argument(
-        "--manipulations",
-        nargs="+",
-        default=["Deepfakes"],
-        help="FaceForensics++ manipulations (default Deepfakes)",
-    )
-    g.add_argument(
-        "--compression",
-        default="c0",
-        choices=["c0", "raw", "c23", "c40"],
-        help="FaceForensics++ compression level (default c0)",
-    )
-    g.add_argument(
-        "--n",
-        type=int,
-        default=400,
-        help="synthetic: training images (validation and test get half; default 400)",
-    )
-    g.add_argument("--data-seed", type=int, default=0, help="synthetic: data seed (default 0)")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,19 +71,17 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def datasets_from_args(args: argparse.Namespace, splits, image_size: int):
-    """Open the requested splits; return a dict split -> dataset."""
-    from detector.data.select import open_dataset
+    """Open the requested splits of ``args.data``; return a dict split -> dataset."""
+    from detector.data import open_data, parse_data_spec
 
-    opts = dict(
-        root=args.root,
-        real_dir=args.real_dir,
-        fake_dir=args.fake_dir,
-        manipulations=args.manipulations,
-        compression=args.compression,
-        n=args.n,
-        seed=args.data_seed,
-    )
-    return {s: open_dataset(args.dataset, s, image_size=image_size, **opts) for s in splits}
+    spec = parse_data_spec(args.data)
+    if len(splits) > 1 and spec.split is not None:
+        raise ValueError(
+            f"--data names split={spec.split}, but this command uses the "
+            f"{' and '.join(splits)} splits; remove split= from the spec"
+        )
+    return {s: open_data(spec, s if spec.split is None else None, image_size=image_size)
+            for s in splits}  # fmt: skip
 
 
 def model_from_args(args: argparse.Namespace):
@@ -132,7 +105,8 @@ def model_from_args(args: argparse.Namespace):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``defocus train``."""
-    add_data_arguments(parser)
+    g = parser.add_argument_group("data")
+    add_data_option(g, DEFAULT_DATA, "the data (its train and val splits)")
     add_model_arguments(parser)
     g = parser.add_argument_group("training")
     g.add_argument("--out", default="runs/train", help="output folder (default runs/train)")
@@ -142,7 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay (default 0)")
     g.add_argument("--seed", type=int, default=0, help="seed of weights and shuffling (default 0)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    g.add_argument("--workers", type=int, default=0, help="data loader workers (default 0)")
+    add_loader_workers_option(g)
     g.add_argument(
         "--select",
         choices=["auc", "accuracy", "ap", "loss"],
@@ -150,7 +124,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="validation metric choosing best.pt (default auc; the paper: accuracy)",
     )
     g.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
-    g.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_quiet_option(g)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -160,44 +134,45 @@ def run(args: argparse.Namespace) -> int:
 
     from detector.device import resolve_device
     from detector.train import seed_everything, train
+    from safeio import check_output_dir
 
-    try:
-        device = resolve_device(args.device)
-        seed_everything(args.seed)
-        model = model_from_args(args)
-        data = datasets_from_args(args, ("train", "val"), args.image_size)
-        result = train(
-            model,
-            data["train"],
-            data["val"],
-            args.out,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            seed=args.seed,
-            device=device,
-            num_workers=args.workers,
-            weight_decay=args.weight_decay,
-            select=args.select,
-            resume=not args.no_resume,
-            progress=not args.no_progress,
-        )
-    except (ValueError, FileNotFoundError) as err:
-        print(f"defocus train: {err}", file=sys.stderr)
-        return 2
+    device = resolve_device(args.device)
+    seed_everything(args.seed)
+    data = datasets_from_args(args, ("train", "val"), args.image_size)
+    model = model_from_args(args)
+    out = check_output_dir(args.out)
+    result = train(
+        model,
+        data["train"],
+        data["val"],
+        out,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=device,
+        num_workers=args.loader_workers,
+        weight_decay=args.weight_decay,
+        select=args.select,
+        resume=not args.no_resume,
+        progress=not args.quiet,
+    )
     best = result.best_val
     summary = {
         "best_epoch": result.best_epoch,
         "val_auc": best.get("auc"),
         "val_accuracy": best.get("accuracy"),
+        "n_train": len(data["train"]),
+        "n_val": len(data["val"]),
         "n_skipped": result.n_skipped,
         "best_checkpoint": result.best_checkpoint,
+        "data": args.data,
         "seconds": round(result.seconds, 1),
     }
     print(json.dumps(summary, default=str))
     if result.n_skipped:
         print(
-            f"skipped {result.n_skipped} unreadable images; see {Path(args.out) / 'metrics.json'}",
+            f"skipped {result.n_skipped} unreadable images; see {Path(out) / 'metrics.json'}",
             file=sys.stderr,
         )
     return 0

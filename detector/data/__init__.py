@@ -6,6 +6,11 @@ dicts ``{"image": (3, H, W) float32 in [0, 1], "label": int, "id": str,
 "group": str, "pair_id": str, "video": str, "index": int}`` plus ``"mask"``
 ``(1, H, W)`` when the dataset has masks. Batch them with
 :func:`collate_samples`, which drops unreadable images and lists them.
+
+Commands open data through one spec (:func:`open_data`, e.g.
+``open_data("folders:real=a,fake=b,pair=stem", split="test")``);
+:func:`prepare_ffpp` turns FaceForensics++ videos into the face crops the
+``ffpp:`` kind reads.
 """
 
 from detector.data._base import (
@@ -13,33 +18,53 @@ from detector.data._base import (
     ImageDataset,
     ReadFailure,
     Sample,
+    SampleSubset,
     collate_samples,
     list_images,
 )
 from detector.data.cifake import CIFake
 from detector.data.faceforensics import FaceForensicsPP, split_videos
+from detector.data.ffpp_videos import PrepareConfig, PrepareResult, prepare_ffpp
 from detector.data.folders import INDEX_COLUMNS, RealFakeFolders, write_index
-from detector.data.select import DATASETS, hash_split, open_dataset
-from detector.data.synthetic import FAKE_GROUPS, GROUPS, SyntheticDoF, write_synthetic
+from detector.data.pairing import PAIR_MODES, report_pairing
+from detector.data.spec import DATA_KINDS, DataSpec, open_data, parse_data_spec
+from detector.data.splits import SPLITS, hash_split
+from detector.data.synthetic import (
+    FAKE_GROUPS,
+    GROUPS,
+    SyntheticDoF,
+    synthetic_split_bounds,
+    write_synthetic,
+)
 
 __all__ = [
     "CIFake",
-    "DATASETS",
+    "DATA_KINDS",
+    "DataSpec",
     "FAKE_GROUPS",
     "FaceForensicsPP",
     "GROUPS",
     "IMAGE_EXTENSIONS",
     "INDEX_COLUMNS",
     "ImageDataset",
+    "PAIR_MODES",
+    "PrepareConfig",
+    "PrepareResult",
     "ReadFailure",
     "RealFakeFolders",
+    "SPLITS",
     "Sample",
+    "SampleSubset",
     "SyntheticDoF",
     "collate_samples",
     "hash_split",
-    "open_dataset",
     "list_images",
+    "open_data",
+    "parse_data_spec",
+    "prepare_ffpp",
+    "report_pairing",
     "split_videos",
+    "synthetic_split_bounds",
     "write_index",
     "write_synthetic",
 ]

@@ -18,7 +18,9 @@ __all__ = [
     "ImageDataset",
     "ReadFailure",
     "Sample",
+    "SampleSubset",
     "collate_samples",
+    "count_groups",
     "list_images",
 ]
 
@@ -81,13 +83,36 @@ class ReadFailure:
     reason: str
 
 
+def _hidden(rel: Path) -> bool:
+    """Whether a relative path passes through a hidden name (``.x``: temporary files, etc.)."""
+    return any(part.startswith(".") for part in rel.parts)
+
+
 def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
-    """Image files under ``folder`` (by extension, case-insensitive), sorted by path."""
+    """Image files under ``folder`` (by extension, case-insensitive), sorted by path.
+
+    Hidden files and folders (names starting with ``.``, such as the
+    temporary files of an interrupted write) are left out.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder not found: {os.fspath(folder)!r}")
     it = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in it if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return sorted(
+        p
+        for p in it
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_EXTENSIONS
+        and not _hidden(p.relative_to(folder))
+    )
+
+
+def count_groups(samples: Sequence[Sample]) -> dict[str, int]:
+    """Return the number of samples of each group, in order of first appearance."""
+    groups: dict[str, int] = {}
+    for s in samples:
+        groups[s.group] = groups.get(s.group, 0) + 1
+    return groups
 
 
 def _resize_chw(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
@@ -135,17 +160,24 @@ class ImageDataset(Dataset):
 
     def describe(self) -> dict[str, Any]:
         """Return a plain-dict summary (class, size, counts per group) for manifests."""
-        groups: dict[str, int] = {}
-        for s in self.samples:
-            groups[s.group] = groups.get(s.group, 0) + 1
-        return {
+        out = {
             "dataset": type(self).__name__,
             "n": len(self.samples),
             "n_real": int(sum(s.label == 0 for s in self.samples)),
             "n_fake": int(sum(s.label == 1 for s in self.samples)),
-            "groups": groups,
+            "groups": count_groups(self.samples),
             "image_size": self.image_size,
         }
+        for key in ("spec", "split"):
+            if getattr(self, key, None) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+    def subset(self, indices: Sequence[int]) -> ImageDataset:
+        """Return the samples at ``indices`` as a new dataset (same image size and masks)."""
+        out = ImageDataset([self.samples[i] for i in indices], image_size=self.image_size)
+        out.has_masks = self.has_masks
+        return out
 
     def load_image(self, index: int) -> torch.Tensor:
         """Read sample ``index``'s image as float32 ``(3, H, W)`` in [0, 1] (resized if set).
@@ -188,6 +220,62 @@ class ImageDataset(Dataset):
             label=s.label, id=s.id, group=s.group, pair_id=s.pair_id, video=s.video, index=index
         )
         return item
+
+
+class SampleSubset(Dataset):
+    """Some samples of another dataset (e.g. one split), items re-numbered from 0.
+
+    Works for any dataset with ``.samples`` (file-backed or generated):
+    item ``i`` is ``base[indices[i]]`` with its ``index`` set to ``i``.
+
+    Parameters
+    ----------
+    base : torch.utils.data.Dataset
+        With ``.samples``.
+    indices : sequence of int
+        Positions in ``base``, in the order wanted.
+    """
+
+    def __init__(self, base: Dataset, indices: Sequence[int]) -> None:
+        self.base = base
+        self.indices = [int(i) for i in indices]
+        self.samples: list[Sample] = [base.samples[i] for i in self.indices]
+        self.has_masks = bool(getattr(base, "has_masks", False))
+        self.image_size = getattr(base, "image_size", None)
+        self.spec: str | None = None
+        self.split: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Labels of all samples, ndarray of shape (n_samples,), int64."""
+        return np.array([s.label for s in self.samples], dtype=np.int64)
+
+    def describe(self) -> dict[str, Any]:
+        """Return the base's summary with this subset's counts (and spec, split)."""
+        base = self.base.describe() if hasattr(self.base, "describe") else {}
+        out = {
+            **base,
+            "n": len(self.samples),
+            "n_real": int(sum(s.label == 0 for s in self.samples)),
+            "n_fake": int(sum(s.label == 1 for s in self.samples)),
+            "groups": count_groups(self.samples),
+        }
+        for key in ("spec", "split"):
+            if getattr(self, key, None) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+    def __getitem__(self, index: int) -> dict[str, Any] | ReadFailure:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        index = index % len(self)
+        item = self.base[self.indices[index]]
+        if isinstance(item, ReadFailure):
+            return ReadFailure(index, item.path, item.reason)
+        return {**item, "index": index}
 
 
 def collate_samples(batch: Sequence[dict[str, Any] | ReadFailure]) -> dict[str, Any]:

@@ -32,7 +32,8 @@ class CIFake(ImageDataset):
     ----------
     root : str or path-like
         The folder holding ``train`` and ``test``.
-    split : {"train", "val", "test"}, default="test"
+    split : {"train", "val", "test", "all"}, default="test"
+        ``all``: every image of both folders.
     val_fraction : float, default=0.1
     seed : int, default=42
         ``random_state`` of the train/val cut.
@@ -57,27 +58,30 @@ class CIFake(ImageDataset):
         from sklearn.model_selection import train_test_split
 
         root = Path(root)
-        if split not in ("train", "val", "test"):
-            raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+        if split not in ("train", "val", "test", "all"):
+            raise ValueError(f"split must be 'train', 'val', 'test' or 'all', got {split!r}")
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
         if file_order not in ("sorted", "listdir"):
             raise ValueError(f"file_order must be 'sorted' or 'listdir', got {file_order!r}")
-        folder = root / ("test" if split == "test" else "train")
+        folders = ("train", "test") if split == "all" else ("test" if split == "test" else "train",)
         samples: list[Sample] = []
-        for name, label in (("REAL", 0), ("FAKE", 1)):
-            sub = folder / name
-            if not sub.is_dir():
-                raise FileNotFoundError(f"CIFAKE folder not found: {os.fspath(sub)!r}")
-            files = [f for f in os.listdir(sub) if f.lower().endswith(_PAPER_EXTENSIONS)]
-            if file_order == "sorted":
-                files = sorted(files)
-            if split != "test":
-                train, val = train_test_split(files, test_size=val_fraction, random_state=seed)
-                files = train if split == "train" else val
-            group = "real" if label == 0 else "fake"
-            samples += [
-                Sample(os.fspath(sub / f), label, f"{folder.name}/{name}/{f}", group) for f in files
-            ]
+        for folder_name in folders:
+            folder = root / folder_name
+            for name, label in (("REAL", 0), ("FAKE", 1)):
+                sub = folder / name
+                if not sub.is_dir():
+                    raise FileNotFoundError(f"CIFAKE folder not found: {os.fspath(sub)!r}")
+                files = [f for f in os.listdir(sub) if f.lower().endswith(_PAPER_EXTENSIONS)]
+                if file_order == "sorted":
+                    files = sorted(files)
+                if split in ("train", "val"):
+                    train, val = train_test_split(files, test_size=val_fraction, random_state=seed)
+                    files = train if split == "train" else val
+                group = "real" if label == 0 else "fake"
+                samples += [
+                    Sample(os.fspath(sub / f), label, f"{folder_name}/{name}/{f}", group)
+                    for f in files
+                ]
         self.root, self.split = root, split
         super().__init__(samples, image_size=image_size)

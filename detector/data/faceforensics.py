@@ -6,12 +6,16 @@ Layout under ``root`` (``<C>`` is ``raw`` for c0, or ``c23`` / ``c40``)::
     manipulated_sequences/<M>/<C>/v1faces/<target>_<source>/<frame>.png
     manipulated_sequences/<M>/masks/v1faces/<target>_<source>/<frame>.png   (optional)
 
-The split (ALGORITHM.md section 5, the paper's ``dataset/FF.py``): within
+The split (the paper's ``dataset/FF.py``): within
 each group (the real videos; each manipulation) every folder holding PNG
 frames is a video; its frames are sorted by name and the first 32 kept;
 the videos are sorted by folder path and cut 7:1:2, ``n_train =
 int(0.7 n)``, ``n_val = int(0.1 n)``, the rest test. A fake frame's pair is
 the real frame with the same file name in its target video ``TTT``.
+
+``defocus prepare ffpp`` (:mod:`detector.data.ffpp_videos`) writes this
+layout from the FaceForensics++ videos, cutting the same face box from a
+target's real and fake frames.
 """
 
 from __future__ import annotations
@@ -21,8 +25,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from detector.data._base import ImageDataset, Sample
+from detector.data.pairing import report_pairing
+from detector.data.splits import SPLITS
 
-__all__ = ["COMPRESSIONS", "FaceForensicsPP", "MANIPULATIONS", "SPLITS", "split_videos"]
+__all__ = [
+    "COMPRESSIONS",
+    "FaceForensicsPP",
+    "MANIPULATIONS",
+    "SPLITS",
+    "find_compression",
+    "split_videos",
+]
 
 #: Manipulations of FaceForensics++ (any folder name under manipulated_sequences works).
 MANIPULATIONS: tuple[str, ...] = (
@@ -34,7 +47,6 @@ MANIPULATIONS: tuple[str, ...] = (
 )
 #: Compression levels and their folder names.
 COMPRESSIONS: dict[str, str] = {"c0": "raw", "raw": "raw", "c23": "c23", "c40": "c40"}
-SPLITS: tuple[str, ...] = ("train", "val", "test", "all")
 
 
 def split_videos(videos: Sequence[str]) -> dict[str, list[str]]:
@@ -62,15 +74,49 @@ def split_videos(videos: Sequence[str]) -> dict[str, list[str]]:
 
 
 def _video_frames(folder: Path, frames_per_video: int) -> dict[str, list[str]]:
-    """Map each folder (at any depth) holding PNGs to its first frames by sorted name."""
+    """Map each folder (at any depth) holding PNGs to its first frames by sorted name.
+
+    Hidden files and folders (``.name``, e.g. the temporary folder of an
+    interrupted ``defocus prepare``) are skipped.
+    """
     out: dict[str, list[str]] = {}
     if not folder.is_dir():
         return out
-    for dirpath, _dirs, files in os.walk(folder):
-        pngs = sorted(f for f in files if f.endswith(".png"))
+    for dirpath, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        pngs = sorted(f for f in files if f.endswith(".png") and not f.startswith("."))
         if pngs:
             out[dirpath] = pngs[:frames_per_video]
     return out
+
+
+def find_compression(
+    root: str | os.PathLike,
+    faces_dir: str = "v1faces",
+    real_dir: str = "original_sequences/youtube",
+) -> str:
+    """Return the one compression level whose real face frames exist under ``root``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If no level has a ``<real_dir>/<level>/<faces_dir>`` folder.
+    ValueError
+        If several have one (then the user must choose).
+    """
+    root = Path(root)
+    found = [
+        c for c in ("c0", "c23", "c40") if (root / real_dir / COMPRESSIONS[c] / faces_dir).is_dir()
+    ]
+    if not found:
+        where = os.fspath(root / real_dir / "{raw,c23,c40}" / faces_dir)
+        raise FileNotFoundError(f"no real face frames under {where!r}")
+    if len(found) > 1:
+        raise ValueError(
+            f"{os.fspath(root)!r} holds face frames of several compression levels "
+            f"({', '.join(found)}); choose one with compression=..."
+        )
+    return found[0]
 
 
 class FaceForensicsPP(ImageDataset):
@@ -83,7 +129,8 @@ class FaceForensicsPP(ImageDataset):
     manipulations : sequence of str, default=("Deepfakes",)
         Manipulation folders to include as fakes.
     split : {"train", "val", "test", "all"}, default="test"
-    compression : {"c0", "raw", "c23", "c40"}, default="c0"
+    compression : {"c0", "raw", "c23", "c40"}, optional
+        Default: the one level present under ``root`` (an error if several).
     frames_per_video : int, default=32
         Frames kept per video (first by sorted file name).
     faces_dir : str, default="v1faces"
@@ -113,7 +160,7 @@ class FaceForensicsPP(ImageDataset):
         root: str | os.PathLike,
         manipulations: Sequence[str] = ("Deepfakes",),
         split: str = "test",
-        compression: str = "c0",
+        compression: str | None = None,
         frames_per_video: int = 32,
         faces_dir: str = "v1faces",
         masks: bool = True,
@@ -126,6 +173,8 @@ class FaceForensicsPP(ImageDataset):
             raise FileNotFoundError(f"FaceForensics++ root not found: {os.fspath(root)!r}")
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if compression is None:
+            compression = find_compression(root, faces_dir, real_dir)
         if compression not in COMPRESSIONS:
             raise ValueError(
                 f"compression must be one of {sorted(COMPRESSIONS)}, got {compression!r}"
@@ -195,6 +244,8 @@ class FaceForensicsPP(ImageDataset):
         super().__init__(samples, image_size=image_size)
         # masks folder present -> every item carries a mask (zeros where none)
         self.has_masks = self.has_masks or any(m is not None for _g, _f, m in groups)
+        all_real = {f"real/{Path(d).name}/{f}" for d, files in real.items() for f in files}
+        self.pairing = report_pairing(samples, f"ffpp root={os.fspath(root)}", real_ids=all_real)
 
     def _fake_root(self, manipulation: str, level: str, faces_dir: str) -> Path:
         return self.root / "manipulated_sequences" / manipulation / level / faces_dir

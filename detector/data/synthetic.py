@@ -44,11 +44,18 @@ Everything is deterministic from ``seed``: scene ``i`` draws from
 ``numpy.random.default_rng([seed, i])`` whatever the access order, batch
 size or worker count. Images get sensor noise (std 0.01) and are quantised
 to 8 bits, so items equal what ``defocus make-data`` writes as PNG.
+
+Splits (one scheme, used by the ``synthetic:`` data spec, ``defocus
+make-data`` and the demo): the ``n`` samples of one seed are cut by scene
+(a real and its fake stay together) into train, val and test, in that
+order; :func:`synthetic_split_bounds` gives the cut points.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,11 +65,125 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from detector.data._base import Sample
+from detector.data._base import Sample, count_groups
+from detector.data._output import atomic_folder
+from detector.memory import available_memory, largest_fitting, require_memory
 from detector.thin_lens import Layer, gaussian_blur, render_layers, sigma_from_depth
 from safeio import atomic_path, atomic_write_json
 
-__all__ = ["FAKE_GROUPS", "GROUPS", "SyntheticDoF", "photo_bank", "write_synthetic"]
+__all__ = [
+    "FAKE_GROUPS",
+    "GROUPS",
+    "SyntheticDoF",
+    "photo_bank",
+    "synthetic_memory",
+    "synthetic_split_bounds",
+    "write_synthetic",
+]
+
+log = logging.getLogger("detector.data")
+
+#: Peak bytes per pixel of rendering one scene in every group (measured with tracemalloc
+#: at 64, 128 and 256 px: about 700), rounded up.
+RENDER_BYTES_PER_PIXEL = 800
+#: Bytes of one sample record (a :class:`Sample` and its strings), rounded up.
+RECORD_BYTES = 600
+#: Share of the available memory the rendered-sample cache may take before it is turned off.
+CACHE_SHARE = 0.25
+
+
+def synthetic_memory(n: int, size: int, cache: bool = False) -> int:
+    """Estimate the peak bytes of a :class:`SyntheticDoF` of ``n`` samples at ``size`` px.
+
+    One scene rendered at a time (``RENDER_BYTES_PER_PIXEL * size**2``), the
+    sample records, and with ``cache`` every rendered image kept as uint8.
+    """
+    pixels = int(size) * int(size)
+    return (
+        RENDER_BYTES_PER_PIXEL * pixels + RECORD_BYTES * int(n) + (3 * pixels * n if cache else 0)
+    )
+
+
+def _require_fits(n: int, size: int) -> None:
+    """Refuse (one line, saying what fits) an ``n`` or ``size`` that cannot fit in memory."""
+    need = synthetic_memory(n, size)
+    hints = []
+    best_size = largest_fitting(lambda s: synthetic_memory(n, s), upper=size, lower=32)
+    if best_size is not None and best_size < size:
+        hints.append(f"size={best_size} fits with n={n}")
+    best_n = largest_fitting(lambda k: synthetic_memory(k, size), upper=n, lower=1)
+    if best_n is not None and best_n < n:
+        hints.append(f"n={best_n} fits at size={size}")
+    require_memory(
+        need,
+        f"synthetic data of n={n} images at size={size}",
+        hint=" or ".join(hints) if hints else "use a smaller size",
+    )
+
+
+def _split_part(value, name: str, n_scenes: int) -> tuple[int, bool]:
+    """Return (scenes, is_fraction) of a split given as a sample count or a fraction."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a sample count or a fraction in [0, 1), got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{name} must be a non-negative sample count, got {value}")
+        return math.ceil(value / 2), False
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must be a sample count or a fraction in [0, 1), got {value!r}")
+    return int(value * n_scenes), True
+
+
+def synthetic_split_bounds(
+    n: int, val: float | int = 0.1, test: float | int = 0.2
+) -> tuple[int, int]:
+    """Return the sample indices ``(a, b)`` cutting ``n`` samples into train, val and test.
+
+    Train is ``[0, a)``, val ``[a, b)``, test ``[b, n)``; ``a`` and ``b``
+    are even, so that a scene (a real and its fake) is never cut.
+
+    Parameters
+    ----------
+    n : int
+        Samples (``ceil(n / 2)`` scenes).
+    val, test : float or int
+        A float in ``[0, 1)`` is a fraction of the scenes, an int a number
+        of samples (rounded up to whole scenes). With two fractions the cut
+        is the paper's: ``int((1 - val - test) * scenes)`` train scenes,
+        ``int(val * scenes)`` val scenes (at least one when val > 0 and two
+        or more scenes remain), the rest test. Otherwise val and test take
+        their scenes and train the rest.
+
+    Returns
+    -------
+    tuple of int
+
+    Raises
+    ------
+    ValueError
+        On a bad value, or when no scene is left for training.
+    """
+    if isinstance(n, bool) or int(n) != n or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    n_scenes = (int(n) + 1) // 2
+    val_sc, val_frac = _split_part(val, "val", n_scenes)
+    test_sc, test_frac = _split_part(test, "test", n_scenes)
+    if val_frac and test_frac:
+        if val + test >= 1:
+            raise ValueError(f"val + test must leave a training fraction, got {val} + {test}")
+        cut1 = int(round((1.0 - val - test) * n_scenes, 9))
+        cut2 = cut1 + val_sc
+        if cut2 == cut1 and val > 0 and n_scenes - cut1 >= 2:
+            cut2 += 1  # keep a validation scene in small sets
+    else:
+        cut1 = n_scenes - val_sc - test_sc
+        cut2 = cut1 + val_sc
+    if cut1 < 1:
+        raise ValueError(
+            f"n={n} ({n_scenes} scenes) leaves no scene for training with val={val}, test={test}"
+        )
+    return 2 * cut1, min(2 * cut2, int(n))
+
 
 #: Fake groups, in the order they are cycled through.
 FAKE_GROUPS: tuple[str, ...] = ("all_in_focus", "inconsistent_blur", "pasted_region")
@@ -228,6 +349,7 @@ class SyntheticDoF(Dataset):
             raise ValueError(f"fake_groups must be a non-empty subset of {FAKE_GROUPS}, got {got}")
         if not 0.0 <= noise < 0.5:
             raise ValueError(f"noise must be in [0, 0.5), got {noise!r}")
+        _require_fits(int(n), int(size))
         self.n, self.size, self.seed = int(n), int(size), int(seed)
         self.fake_groups, self.noise = fake_groups, float(noise)
         self.has_masks = True
@@ -244,6 +366,13 @@ class SyntheticDoF(Dataset):
                 self.samples.append(Sample("", 1, f"syn{self.seed}-{scene:05d}-{g}", g, real_id))
         self._last: tuple[int, dict[str, Any]] | None = None
         self.cache = bool(cache)
+        available = available_memory()
+        if self.cache and available is not None:
+            full = 3 * self.size * self.size * self.n
+            if full > CACHE_SHARE * available:
+                log.info("synthetic data: %d images at %d px would not fit the in-memory cache; "
+                         "rendering them again each epoch", self.n, self.size)  # fmt: skip
+                self.cache = False
         self._store: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
 
     def __len__(self) -> int:
@@ -256,9 +385,7 @@ class SyntheticDoF(Dataset):
 
     def describe(self) -> dict[str, Any]:
         """Return a plain-dict summary for manifests and logs."""
-        groups: dict[str, int] = {}
-        for s in self.samples:
-            groups[s.group] = groups.get(s.group, 0) + 1
+        groups = count_groups(self.samples)
         return {
             "dataset": "SyntheticDoF",
             "n": self.n,
@@ -407,32 +534,46 @@ def write_synthetic(
     n: int = 400,
     size: int = 128,
     seed: int = 0,
-    fractions: Sequence[float] = (0.7, 0.1, 0.2),
+    fractions: Sequence[float] | None = None,
     progress: bool = True,
+    *,
+    val: float | int = 0.1,
+    test: float | int = 0.2,
+    fake_groups: Sequence[str] = FAKE_GROUPS,
+    noise: float = 0.01,
 ) -> Path:
     """Write SyntheticDoF as PNG files, masks and a CSV index.
 
     Layout of ``out_dir``::
 
-        index.csv                    id,path,label,group,pair_id,mask_path,video,split
+        index.csv                    id,path,label,group,pair_id,mask_path,video,frame,split
         real/<id>.png
         fake/<group>/<id>.png        group: all_in_focus | inconsistent_blur | pasted_region
         masks/<id>.png               pasted_region fakes only (255 = pasted)
         dataset.json                 the generator's parameters
 
-    Scenes (a real and its fake) go to one split: the first
-    ``int(fractions[0] * n_scenes)`` scenes to train, the next
-    ``int(fractions[1] * n_scenes)`` (at least one) to val, the rest to test.
-    Read it back with ``RealFakeFolders.from_index(out_dir / "index.csv",
-    split=...)``; the images equal ``SyntheticDoF(n, size, seed)[i]``.
+    Scenes (a real and its fake) go to one split, cut by
+    :func:`synthetic_split_bounds` exactly as the ``synthetic:`` data spec
+    cuts them, so ``index:OUT/index.csv,split=test`` holds the same images
+    as ``synthetic:n=N,size=S,seed=K,split=test``. Read it back with
+    ``RealFakeFolders.from_index(out_dir / "index.csv", split=...)``; the
+    images equal ``SyntheticDoF(n, size, seed)[i]``.
+
+    The folder is written whole or not at all: everything goes to a hidden
+    temporary folder beside it, renamed to ``out_dir`` at the end; sizes
+    that cannot fit in memory are refused before anything is created.
 
     Parameters
     ----------
     out_dir : str or path-like
-    n, size, seed
+        Must not exist, or be an empty folder.
+    n, size, seed, fake_groups, noise
         As :class:`SyntheticDoF`.
-    fractions : sequence of 3 floats summing to 1
+    fractions : sequence of 3 floats summing to 1, optional
+        Train, val and test fractions (another way to give ``val`` and ``test``).
     progress : bool, default=True
+    val, test : float or int
+        As :func:`synthetic_split_bounds`.
 
     Returns
     -------
@@ -444,42 +585,38 @@ def write_synthetic(
 
     from detector.data.folders import write_index
 
-    if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
-        raise ValueError(
-            f"fractions must be 3 non-negative numbers summing to 1, got {fractions!r}"
-        )
-    ds = SyntheticDoF(n, size=size, seed=seed, cache=False)
-    out = Path(out_dir)
-    n_scenes = (ds.n + 1) // 2
-    cut1 = int(fractions[0] * n_scenes)
-    cut2 = cut1 + int(fractions[1] * n_scenes)
-    if cut2 == cut1 and fractions[1] > 0 and n_scenes - cut1 >= 2:
-        cut2 += 1  # keep a validation scene in small sets
+    if fractions is not None:
+        if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
+            raise ValueError(
+                f"fractions must be 3 non-negative numbers summing to 1, got {fractions!r}"
+            )
+        val, test = float(fractions[1]), float(fractions[2])
+    cut1, cut2 = synthetic_split_bounds(n, val, test)
+    ds = SyntheticDoF(n, size=size, seed=seed, fake_groups=fake_groups, noise=noise, cache=False)
+    final = Path(out_dir)
     rows = []
-    for i in tqdm(range(ds.n), desc="make-data", disable=not progress):
-        item = ds[i]
-        rec = ds.samples[i]
-        sub = Path("real") if rec.label == 0 else Path("fake") / rec.group
-        (out / sub).mkdir(parents=True, exist_ok=True)
-        rel = sub / f"{rec.id}.png"
-        img = (item["image"].numpy().transpose(1, 2, 0) * 255.0).round().astype(np.uint8)
-        with atomic_path(out / rel) as tmp:
-            Image.fromarray(img).save(tmp)
-        mask_rel = ""
-        if rec.group == "pasted_region":
-            (out / "masks").mkdir(parents=True, exist_ok=True)
-            mask_rel = f"masks/{rec.id}.png"
-            with atomic_path(out / mask_rel) as tmp:
-                Image.fromarray((item["mask"][0].numpy() * 255).astype(np.uint8)).save(tmp)
-        scene = i // 2
-        split = "train" if scene < cut1 else ("val" if scene < cut2 else "test")
-        rows.append(
-            {
-                **rec.to_dict(),
-                "path": rel.as_posix(),
-                "mask_path": mask_rel,
-                "split": split,
-            }
+    with atomic_folder(final) as out:
+        for i in tqdm(range(ds.n), desc="make-data", disable=not progress):
+            item = ds[i]
+            rec = ds.samples[i]
+            sub = Path("real") if rec.label == 0 else Path("fake") / rec.group
+            (out / sub).mkdir(parents=True, exist_ok=True)
+            rel = sub / f"{rec.id}.png"
+            img = (item["image"].numpy().transpose(1, 2, 0) * 255.0).round().astype(np.uint8)
+            with atomic_path(out / rel) as tmp:
+                Image.fromarray(img).save(tmp)
+            mask_rel = ""
+            if rec.group == "pasted_region":
+                (out / "masks").mkdir(parents=True, exist_ok=True)
+                mask_rel = f"masks/{rec.id}.png"
+                with atomic_path(out / mask_rel) as tmp:
+                    Image.fromarray((item["mask"][0].numpy() * 255).astype(np.uint8)).save(tmp)
+            split = "train" if i < cut1 else ("val" if i < cut2 else "test")
+            rows.append({**rec.to_dict(), "path": rel.as_posix(), "mask_path": mask_rel,
+                         "split": split})  # fmt: skip
+        atomic_write_json(
+            out / "dataset.json",
+            {**ds.describe(), "val": val, "test": test, "bounds": [cut1, cut2]},
         )
-    atomic_write_json(out / "dataset.json", {**ds.describe(), "fractions": list(fractions)})
-    return write_index(out / "index.csv", rows)
+        write_index(out / "index.csv", rows)
+    return final / "index.csv"

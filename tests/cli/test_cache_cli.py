@@ -39,7 +39,7 @@ def built(checkpoints, tmp_path_factory):
     argv = [
         "extract",
         "--data",
-        "synthetic:n=8,size=32,seed=0",
+        "synthetic:n=40,size=32,seed=0",
         "--defocus-model",
         str(checkpoints["defocus"]),
         "--rgb-model",

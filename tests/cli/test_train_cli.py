@@ -27,23 +27,17 @@ def test_make_data_train_evaluate(tmp_path, capsys):
                 "make-data",
                 "--out",
                 str(data),
-                "--n",
-                "20",
-                "--size",
-                "32",
-                "--seed",
-                "1",
-                "--no-progress",
+                "--data",
+                "synthetic:n=20,size=32,seed=1",
+                "--quiet",
             ]
         )
         == 0
     )
     assert (data / "index.csv").is_file() and list((data / "masks").glob("*.png"))
     common = [
-        "--dataset",
-        "index",
-        "--root",
-        str(data),
+        "--data",
+        f"index:{data / 'index.csv'}",
         "--kind",
         "defocus",
         "--backbone",
@@ -67,7 +61,7 @@ def test_make_data_train_evaluate(tmp_path, capsys):
                 str(run),
                 "--device",
                 "cpu",
-                "--no-progress",
+                "--quiet",
             ]
         )
         == 0
@@ -84,17 +78,13 @@ def test_make_data_train_evaluate(tmp_path, capsys):
                 "evaluate",
                 "--checkpoint",
                 str(run / "best.pt"),
-                "--dataset",
-                "index",
-                "--root",
-                str(data),
-                "--split",
-                "test",
+                "--data",
+                f"index:{data},split=test",
                 "--out",
                 str(ev),
                 "--device",
                 "cpu",
-                "--no-progress",
+                "--quiet",
             ]
         )
         == 0
@@ -113,10 +103,8 @@ def test_make_data_train_evaluate(tmp_path, capsys):
 def test_train_synthetic_resumes(tmp_path, capsys):
     args = [
         "train",
-        "--dataset",
-        "synthetic",
-        "--n",
-        "8",
+        "--data",
+        "synthetic:n=16",
         "--kind",
         "rgb",
         "--backbone",
@@ -129,7 +117,7 @@ def test_train_synthetic_resumes(tmp_path, capsys):
         str(tmp_path),
         "--device",
         "cpu",
-        "--no-progress",
+        "--quiet",
     ]
     assert main([*args, "--epochs", "1"]) == 0
     assert main([*args, "--epochs", "2"]) == 0
@@ -141,18 +129,43 @@ def test_train_synthetic_resumes(tmp_path, capsys):
     ("argv", "message"),
     [
         (
-            ["train", "--dataset", "index", "--root", "/no/such/dir", "--backbone", "resnet10t"],
-            "index not found",
+            ["train", "--data", "index:/no/such/dir/index.csv", "--backbone", "resnet10t"],
+            "index not found: '/no/such/dir/index.csv'",
         ),
-        (["train", "--dataset", "cifake", "--backbone", "resnet10t"], "needs a root"),
-        (["train", "--dataset", "synthetic", "--backbone", "not_a_net"], "unknown timm backbone"),
+        (["train", "--data", "cifake:", "--backbone", "resnet10t"], "cifake data needs root="),
+        (["train", "--data", "synthetic:n=16", "--backbone", "not_a_net"], "unknown timm backbone"),
+        (["train", "--data", "synthetic:n=0"], "synthetic data: n must be a positive integer"),
+        (["train", "--data", "synthetic:n=16,colour=red"], "unknown key 'colour' in synthetic"),
+        (["train", "--data", "synthetic:n=16,split=dev"], "split must be one of"),
+        (["train", "--data", "synthetic:n=16,split=test"], "remove split= from the spec"),
+        (["train", "--data", "folders:real=/no/r,fake=/no/f"], "real folder not found: '/no/r'"),
         (["evaluate", "--checkpoint", "/no/such.pt"], "checkpoint not found"),
+        (["make-data", "--data", "index:x.csv"], "make-data writes the built-in synthetic"),
+        (["make-data", "--data", "synthetic:n=4,size=100000"], "needs about"),
     ],
 )
 def test_user_errors_exit_2_with_a_message(tmp_path, capsys, argv, message):
-    assert main([*argv, "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    assert main([*argv, "--out", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()  # nothing created before the error
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["train", "--dataset", "synthetic"], "--dataset was replaced: give the data as --data"),
+        (["evaluate", "--checkpoint", "x.pt", "--split", "val"], "split in the spec"),
+        (["train", "--workers", "2"], "use --loader-workers N"),
+        (["make-data", "--out", "x", "--n", "20"], "--n was replaced"),
+    ],
+)
+def test_old_options_say_what_replaced_them(capsys, argv, hint):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert hint in capsys.readouterr().err
 
 
 def _png(path, value, size=16):
@@ -191,10 +204,8 @@ def test_train_and_evaluate_on_test_made_trees(tmp_path, capsys, dataset, make_t
     root = tmp_path / dataset
     make_tree(root)
     common = [
-        "--dataset",
-        dataset,
-        "--root",
-        str(root),
+        "--data",
+        f"{dataset}:root={root}",
         "--kind",
         "rgb",
         "--backbone",
@@ -203,7 +214,7 @@ def test_train_and_evaluate_on_test_made_trees(tmp_path, capsys, dataset, make_t
         "32",
         "--device",
         "cpu",
-        "--no-progress",
+        "--quiet",
     ]
     assert (
         main(

@@ -62,7 +62,7 @@ def test_split_videos_is_seven_one_two_after_sorting():
     ("split", "videos"), [("train", range(0, 7)), ("val", [7]), ("test", [8, 9])]
 )
 def test_paper_split_per_group(ff_root, split, videos):
-    ds = FaceForensicsPP(ff_root, ["Deepfakes"], split=split)
+    ds = FaceForensicsPP(ff_root, ["Deepfakes"], split=split, compression="c0")
     real = [s for s in ds.samples if s.group == "real"]
     fake = [s for s in ds.samples if s.group == "Deepfakes"]
     # independent expectation: sorted folder names, 7:1:2, first 32 frames by name
@@ -74,7 +74,7 @@ def test_paper_split_per_group(ff_root, split, videos):
 
 
 def test_fake_frames_pair_with_their_target_video(ff_root):
-    ds = FaceForensicsPP(ff_root, ["Deepfakes"], split="test")
+    ds = FaceForensicsPP(ff_root, ["Deepfakes"], split="test", compression="c0")
     fake = [s for s in ds.samples if s.label == 1]
     s = fake[0]
     target = s.id.split("/")[1].split("_")[0]
@@ -83,7 +83,7 @@ def test_fake_frames_pair_with_their_target_video(ff_root):
 
 
 def test_masks_are_used_when_the_folder_exists(ff_root):
-    ds = FaceForensicsPP(ff_root, ["Deepfakes"], split="train")
+    ds = FaceForensicsPP(ff_root, ["Deepfakes"], split="train", compression="c0")
     with_mask = [s for s in ds.samples if s.mask_path]
     assert len(with_mask) == 2 and all(s.id.endswith("/0000.png") for s in with_mask)
     i = ds.samples.index(with_mask[0])
@@ -91,12 +91,14 @@ def test_masks_are_used_when_the_folder_exists(ff_root):
     assert item["mask"].shape == (1, 8, 8) and item["mask"].sum() == 16
     j = next(k for k, s in enumerate(ds.samples) if s.label == 0)
     assert ds[j]["mask"].sum() == 0  # reals get a zero mask
-    assert not FaceForensicsPP(ff_root, ["Deepfakes"], split="train", masks=False).has_masks
-    assert not FaceForensicsPP(ff_root, ["FaceSwap"], split="train").has_masks
+    assert not FaceForensicsPP(
+        ff_root, ["Deepfakes"], split="train", masks=False, compression="c0"
+    ).has_masks
+    assert not FaceForensicsPP(ff_root, ["FaceSwap"], split="train", compression="c0").has_masks
 
 
 def test_items_and_batches(ff_root):
-    ds = FaceForensicsPP(ff_root, ["Deepfakes"], split="val", image_size=4)
+    ds = FaceForensicsPP(ff_root, ["Deepfakes"], split="val", image_size=4, compression="c0")
     batch = collate_samples([ds[0], ds[len(ds) - 1]])
     assert batch["image"].shape == (2, 3, 4, 4)
     np.testing.assert_allclose(batch["image"][0].numpy(), 10 / 255, atol=1e-6)
@@ -104,10 +106,12 @@ def test_items_and_batches(ff_root):
 
 
 def test_each_manipulation_is_split_separately_unless_pooled(ff_root):
-    sep = FaceForensicsPP(ff_root, ["Deepfakes", "FaceSwap"], split="train")
+    sep = FaceForensicsPP(ff_root, ["Deepfakes", "FaceSwap"], split="train", compression="c0")
     groups = {g: {s.video for s in sep.samples if s.group == g} for g in ("Deepfakes", "FaceSwap")}
     assert len(groups["Deepfakes"]) == len(groups["FaceSwap"]) == 7
-    pooled = FaceForensicsPP(ff_root, ["Deepfakes", "FaceSwap"], split="train", pooled=True)
+    pooled = FaceForensicsPP(
+        ff_root, ["Deepfakes", "FaceSwap"], split="train", pooled=True, compression="c0"
+    )
     # the paper's code: 20 fake folders sorted by path, the first int(0.7 * 20) = 14 train
     pg = {g: {s.video for s in pooled.samples if s.group == g} for g in ("Deepfakes", "FaceSwap")}
     assert len(pg["Deepfakes"]) == 10 and len(pg["FaceSwap"]) == 4
@@ -130,9 +134,39 @@ def test_compression_level_selects_the_folder(ff_root):
 )
 def test_errors(ff_root, kwargs, exc, match):
     with pytest.raises(exc, match=match):
-        FaceForensicsPP(ff_root, **kwargs)
+        FaceForensicsPP(ff_root, **{"compression": "c0", **kwargs})
 
 
 def test_missing_root(tmp_path):
     with pytest.raises(FileNotFoundError, match="root not found"):
         FaceForensicsPP(tmp_path / "nope")
+
+
+def test_compression_is_found_when_only_one_level_exists(tmp_path):
+    _png(tmp_path / "original_sequences/youtube/c40/v1faces/000/0000.png", 10)
+    _png(tmp_path / "manipulated_sequences/Deepfakes/c40/v1faces/000_001/0000.png", 200)
+    ds = FaceForensicsPP(tmp_path, split="all")
+    assert ds.compression == "c40" and len(ds) == 2
+    assert ds.samples[1].pair_id == "real/000/0000.png"
+
+
+def test_several_levels_need_a_choice(ff_root):
+    with pytest.raises(ValueError, match=r"several compression levels \(c0, c23\)"):
+        FaceForensicsPP(ff_root, split="all")
+
+
+def test_hidden_leftover_folders_are_not_videos(tmp_path):
+    _png(tmp_path / "original_sequences/youtube/raw/v1faces/000/0000.png", 10)
+    _png(tmp_path / "original_sequences/youtube/raw/v1faces/.001.abc.tmp/0000.png", 10)
+    _png(tmp_path / "manipulated_sequences/Deepfakes/raw/v1faces/000_001/0000.png", 200)
+    ds = FaceForensicsPP(tmp_path, split="all")
+    assert [s.video for s in ds.samples] == ["real/000", "Deepfakes/000_001"]
+
+
+def test_no_partner_is_said(tmp_path, caplog):
+    _png(tmp_path / "original_sequences/youtube/raw/v1faces/000/0000.png", 10)
+    _png(tmp_path / "manipulated_sequences/Deepfakes/raw/v1faces/005_001/0000.png", 200)
+    with caplog.at_level("WARNING", logger="detector.data"):
+        ds = FaceForensicsPP(tmp_path, split="all")
+    assert ds.pairing["n_paired"] == 0
+    assert "no fake has a real partner" in caplog.text
