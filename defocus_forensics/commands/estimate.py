@@ -182,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image, PngImagePlugin
     from tqdm import tqdm
 
+    from defocus_forensics.logs import start_run_log
     from detector.defocus import DefocusConfig, estimate_defocus
     from detector.device import resolve_device
     from detector.imageio import DEFAULT_MAX_PIXELS, ImageReadError, read_image, to_float_chw
@@ -212,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         raise ValueError("no image files found in the inputs")
     out = check_output_dir(args.out, "--out")
+    start_run_log(out)
 
     scale = config.max_blur / 65535.0
     written, skipped = [], [{"path": m, "reason": "no such file or folder"} for m in missing]

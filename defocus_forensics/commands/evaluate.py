@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     from defocus_forensics.commands.train import model_from_args
+    from defocus_forensics.logs import start_run_log
     from detector.checkpoints import load_checkpoint, read_checkpoint
     from detector.data import open_data, parse_data_spec
     from detector.device import resolve_device
@@ -90,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     size = model.config.get("image_size", args.image_size)
     ds = open_data(spec, spec.split or "test", image_size=size)
     out = check_output_dir(args.out)
+    start_run_log(out)
     metrics = evaluate(
         model,
         ds,

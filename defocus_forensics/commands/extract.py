@@ -112,34 +112,6 @@ def _value(text: str):
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
-def _background(spec, dataset, given: str | None, image_size: int):
-    """Open the background data: never the explained images or their real partners."""
-    from detector.data import SampleSubset, open_data
-
-    if given:
-        bg = open_data(given, image_size=image_size)
-    else:
-        if dataset.split in ("train", "all"):
-            raise ValueError(
-                f"--data explains split={dataset.split}, and the background would come from "
-                "its train split, i.e. from the images being explained; give "
-                "--background-data SPEC (other data, e.g. another seed or folder)"
-            )
-        bg = open_data(spec.with_split("train"), image_size=image_size)
-    explained = {s.id for s in dataset.samples} | {s.pair_id for s in dataset.samples if s.pair_id}
-    keep = [i for i, s in enumerate(bg.samples) if s.label == 0 and s.id not in explained]
-    if not keep:
-        raise ValueError(
-            f"the background data {bg.spec} holds no real image that is not being explained; "
-            "give --background-data SPEC with other real images"
-        )
-    if len(keep) == len(bg):
-        return bg
-    out = SampleSubset(bg, keep)
-    out.spec, out.split = bg.spec, bg.split
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``defocus extract``."""
     from cache import CacheError, merge_caches
@@ -158,8 +130,10 @@ def run(args: argparse.Namespace) -> int:
     import torch  # noqa: F401 - heavy imports only when work is done
 
     from cache.extract import ExtractConfig, extract
-    from detector.data import open_data, parse_data_spec
+    from defocus_forensics.logs import start_run_log
+    from detector.data import background_data, open_data, parse_data_spec
     from detector.models import load_checkpoint
+    from safeio import check_output_dir
 
     try:
         options = {}
@@ -191,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
         size = int(models[0].config.get("image_size") or 299)
         spec = parse_data_spec(args.data)
         dataset = open_data(spec, spec.split or "test", image_size=size)
-        background = _background(spec, dataset, args.background_data, size)
+        start_run_log(check_output_dir(args.out))  # the cache folder keeps the run's log
+        background = background_data(spec, dataset, args.background_data, image_size=size)
         result = extract(
             dataset,
             args.out,

@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     """Prepare the crops; exit status 1 when some videos were skipped."""
     from pathlib import Path
 
+    from defocus_forensics.logs import start_run_log
     from detector.data.ffpp_videos import PrepareConfig, prepare_ffpp
     from safeio import check_output_dir
 
@@ -104,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser().absolute()
     if out.exists():  # a new folder is made only once the videos are found
         out = check_output_dir(out)
+        start_run_log(out)
     result = prepare_ffpp(
         args.root,
         out,

@@ -81,9 +81,8 @@ def run(args: argparse.Namespace) -> int:
         sanity_inputs,
         select_samples,
     )
-
-    # the data spec parser is being unified as detector.data's --data SPEC; extract's for now
-    from defocus_forensics.commands.extract import open_dataset
+    from defocus_forensics.logs import start_run_log
+    from detector.data import background_data, open_data, parse_data_spec
     from detector.device import resolve_device
     from detector.memory import require_memory
     from detector.models import load_checkpoint
@@ -106,11 +105,13 @@ def run(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             raise FileNotFoundError(f"checkpoint not found: {path}")
         models[kind] = load_checkpoint(path).to(device).eval()
-    dataset = open_dataset(args.data)
+    size = int(next(iter(models.values())).config.get("image_size") or 299)
+    spec = parse_data_spec(args.data)
+    dataset = open_data(spec, spec.split or "test", image_size=size)
     indices = select_samples(dataset, args.n)
     if not indices:
         raise ValueError(f"the data {args.data!r} holds no sample")
-    source = open_dataset(args.background_data) if args.background_data else dataset
+    source = background_data(spec, dataset, args.background_data, image_size=size)
     _, bg_images = _choose_background(source, args.background, args.seed)
     backgrounds = _background_inputs(models, bg_images, device)
     plans = {}
@@ -125,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
                        hint="lower --n or --stages")  # fmt: skip
         plans[kind] = stages
     out = check_output_dir(args.out)
+    start_run_log(out)
     results = []
     for kind, model in models.items():
         x, ids = sanity_inputs(model, dataset, indices, kind, device)

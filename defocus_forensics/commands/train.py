@@ -132,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from defocus_forensics.logs import start_run_log
     from detector.device import resolve_device
     from detector.train import seed_everything, train
     from safeio import check_output_dir
@@ -141,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
     data = datasets_from_args(args, ("train", "val"), args.image_size)
     model = model_from_args(args)
     out = check_output_dir(args.out)
+    start_run_log(out)
     result = train(
         model,
         data["train"],

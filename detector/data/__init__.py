@@ -27,7 +27,7 @@ from detector.data.faceforensics import FaceForensicsPP, split_videos
 from detector.data.ffpp_videos import PrepareConfig, PrepareResult, prepare_ffpp
 from detector.data.folders import INDEX_COLUMNS, RealFakeFolders, write_index
 from detector.data.pairing import PAIR_MODES, report_pairing
-from detector.data.spec import DATA_KINDS, DataSpec, open_data, parse_data_spec
+from detector.data.spec import DATA_KINDS, DataSpec, background_data, open_data, parse_data_spec
 from detector.data.splits import SPLITS, hash_split
 from detector.data.synthetic import (
     FAKE_GROUPS,
@@ -41,6 +41,7 @@ __all__ = [
     "CIFake",
     "DATA_KINDS",
     "DataSpec",
+    "background_data",
     "FAKE_GROUPS",
     "FaceForensicsPP",
     "GROUPS",

@@ -38,7 +38,15 @@ from typing import Any
 
 from detector.data.splits import check_split, hash_split_indices
 
-__all__ = ["DATA_KINDS", "KEYS", "DataSpec", "open_data", "parse_data_spec", "synthetic_settings"]
+__all__ = [
+    "DATA_KINDS",
+    "KEYS",
+    "DataSpec",
+    "background_data",
+    "open_data",
+    "parse_data_spec",
+    "synthetic_settings",
+]
 
 #: Keys of each kind, with what they mean (also the reference in docs/data-spec.md).
 KEYS: dict[str, dict[str, str]] = {
@@ -316,6 +324,59 @@ def open_data(spec: str | DataSpec, split: str | None = None, *, image_size: int
     ds.spec = str(spec.with_split(split))
     ds.split = split
     return ds
+
+
+def background_data(spec, dataset, given=None, *, image_size: int | None = None):
+    """Open the real images an explainer integrates from: never the explained ones.
+
+    Parameters
+    ----------
+    spec : str or DataSpec
+        The spec of the data being explained.
+    dataset : dataset
+        The data being explained (from :func:`open_data`; its ``.samples`` and ``.split``).
+    given : str or DataSpec, optional
+        Other data to draw the background from (``--background-data``).
+    image_size : int, optional
+        Side the images are resized to.
+
+    Returns
+    -------
+    dataset
+        The real images of ``given``, or of the train split of ``spec``, without any
+        sample being explained and without any real partner of an explained fake.
+
+    Raises
+    ------
+    ValueError
+        If the explained split is the train split (its background would be itself), or
+        no real image is left.
+    """
+    from detector.data._base import SampleSubset
+
+    spec = parse_data_spec(spec)
+    if given:
+        bg = open_data(given, image_size=image_size)
+    else:
+        if dataset.split in ("train", "all"):
+            raise ValueError(
+                f"--data explains split={dataset.split}, and the background would come from "
+                "its train split, i.e. from the images being explained; give "
+                "--background-data SPEC (other data, e.g. another seed or folder)"
+            )
+        bg = open_data(spec.with_split("train"), image_size=image_size)
+    explained = {s.id for s in dataset.samples} | {s.pair_id for s in dataset.samples if s.pair_id}
+    keep = [i for i, s in enumerate(bg.samples) if s.label == 0 and s.id not in explained]
+    if not keep:
+        raise ValueError(
+            f"the background data {bg.spec} holds no real image that is not being explained; "
+            "give --background-data SPEC with other real images"
+        )
+    if len(keep) == len(bg):
+        return bg
+    out = SampleSubset(bg, keep)
+    out.spec, out.split = bg.spec, bg.split
+    return out
 
 
 def _file_size(values: _Values, image_size: int | None) -> int | None:

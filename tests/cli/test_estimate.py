@@ -193,7 +193,7 @@ def test_out_inside_the_input_folder_is_never_read_back(tmp_path, photo):
     assert main(args) == 0  # a second run sees the same two images, not its own outputs
     assert sorted(p.name for p in (src / "maps").iterdir()) == first
     assert first == ["0.png_defocus.png", "0.png_preview.png", "1.png_defocus.png",
-                     "1.png_preview.png", "estimate.json"]  # fmt: skip
+                     "1.png_preview.png", "defocus.log", "estimate.json"]  # fmt: skip
     summary = json.loads((src / "maps" / "estimate.json").read_text())
     assert sorted(w["input"] for w in summary["written"]) == [
         str(src / "0.png"),

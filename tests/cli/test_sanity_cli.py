@@ -35,7 +35,7 @@ def checkpoints(tmp_path_factory):
 def test_sanity_writes_json_and_csv_for_both_models(checkpoints, tmp_path, capsys):
     out = tmp_path / "sanity"
     argv = ["sanity", "--defocus-model", str(checkpoints["defocus"]),
-            "--rgb-model", str(checkpoints["rgb"]), "--data", "synthetic:n=8,size=32,seed=0",
+            "--rgb-model", str(checkpoints["rgb"]), "--data", "synthetic:n=40,size=32,seed=0",
             "--out", str(out), "--n", "3", "--stages", "3", "--nsamples", "4",
             "--background", "2", "--quiet"]  # fmt: skip
     assert main(argv) == 0

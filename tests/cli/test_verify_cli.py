@@ -182,7 +182,7 @@ def test_an_interrupted_cli_extraction_is_resumed_by_the_command_verify_names(
 
     torch.set_num_threads(1)
     monkeypatch.chdir(tmp_path)  # a relative --out, as a user types it
-    argv = ["extract", "--data", "synthetic:n=4,size=32,seed=0", "--defocus-model",
+    argv = ["extract", "--data", "synthetic:n=20,size=32,seed=0", "--defocus-model",
             str(checkpoints), "--out", "runs/c", "--nsamples", "2", "--background", "1",
             "--shard-size", "1", "--quiet", "--shard", "0/2"]  # fmt: skip
     monkeypatch.setattr(sys, "argv", ["defocus", *argv])
