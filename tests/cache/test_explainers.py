@@ -485,3 +485,25 @@ def test_captum_occlusion_window_1_on_a_relu_net_equals_one_element_deletions():
             want[j, 0] = (fx - m64.classify(deleted)[:, 0]).reshape(8, 8)
     assert want.abs().max() > 1e-3  # the deletions do move the logit
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_fold_batchnorm_weights_equal_the_float64_formula():
+    # w' = w g / sqrt(v + eps), b' = (b - m) g / sqrt(v + eps) + beta, computed here in
+    # float64: catches a missing eps, mean, bias or scale (below the output check's rtol)
+    from cache.explainers import fold_batchnorm
+
+    model = _BNNet().eval()
+    model.conv2.bias.data.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))
+    for bn in (model.bn1, model.bn2):
+        bn.eps = 0.05  # large enough that dropping it changes the weights visibly
+    background, _ = _bn_data()
+    folded, n = fold_batchnorm(model, background)
+    assert n == 2
+    for conv, bn, new in ((model.conv1, model.bn1, folded.conv1), (model.conv2, model.bn2,
+                          folded.conv2)):  # fmt: skip
+        g = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+        b = conv.bias.double() if conv.bias is not None else torch.zeros_like(g)
+        want_w = conv.weight.double() * g[:, None, None, None]
+        want_b = (b - bn.running_mean.double()) * g + bn.bias.double()
+        torch.testing.assert_close(new.weight.double(), want_w, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(new.bias.double(), want_b, rtol=1e-6, atol=1e-7)

@@ -28,8 +28,19 @@ def checkpoints(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("ckpt")
     out = {}
+    gen = torch.Generator().manual_seed(0)
     for kind in ("defocus", "rgb"):
         model = build_detector(kind, backbone="mobilenetv3_small_050", image_size=32)
+        # batch-norm statistics and affine parameters as after training (a fresh model has
+        # mean 0, variance 1, weight 1, bias 0, under which a fold that drops the mean or
+        # the bias would go unnoticed)
+        with torch.no_grad():
+            for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+                n = bn.num_features
+                bn.running_mean.copy_(0.2 * torch.randn(n, generator=gen))
+                bn.running_var.copy_(0.5 + torch.rand(n, generator=gen))
+                bn.weight.copy_(1 + 0.2 * torch.randn(n, generator=gen))
+                bn.bias.copy_(0.2 * torch.randn(n, generator=gen))
         out[kind] = save_checkpoint(model, folder / f"{kind}.safetensors")
     return out
 
