@@ -1,3 +1,5 @@
+"""t-SNE and PCA embeddings against scikit-learn (TSNE, PCA, trustworthiness) on the same input."""
+
 import numpy as np
 import pytest
 from sklearn.manifold import trustworthiness as sk_trustworthiness
