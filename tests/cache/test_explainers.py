@@ -419,9 +419,7 @@ def test_captum_gradientshap_on_a_quadratic_is_the_path_gradient_at_the_mean_dra
 
 
 @pytest.mark.parametrize("baseline", ["mean", "zeros"])
-def test_captum_occlusion_window_1_on_a_linear_model_is_w_times_x_minus_baseline(
-    seed, baseline
-):
+def test_captum_occlusion_window_1_on_a_linear_model_is_w_times_x_minus_baseline(seed, baseline):
     # catches: a zero baseline where the mean was asked for (and the reverse), a flipped
     # sign, a scaled result; with 3 backgrounds, "mean" must use their mean image. One
     # channel: a window spans every channel (see the next test)
@@ -430,9 +428,7 @@ def test_captum_occlusion_window_1_on_a_linear_model_is_w_times_x_minus_baseline
     model = LinearModel(torch.randn(shape, generator=gen), bias=0.3).eval()
     background = torch.rand((3, *shape), generator=gen)
     inputs = torch.rand((2, *shape), generator=gen)
-    e = get_explainer(
-        "captum-occlusion", model, background, window=1, stride=1, baseline=baseline
-    )
+    e = get_explainer("captum-occlusion", model, background, window=1, stride=1, baseline=baseline)
     attr, comp = e.attribute(inputs, ["p", "q"], return_completeness=True)
     ref = background.double().mean(0) if baseline == "mean" else torch.zeros(shape).double()
     want = model.weight.detach().double() * (inputs.double() - ref)
@@ -452,7 +448,7 @@ def test_captum_occlusion_windows_and_strides_on_a_linear_model():
     x = torch.rand((1, *shape), generator=gen)
     e = get_explainer("captum-occlusion", model, background, window=k, stride=1)
     got = e.attribute(x, ["x"])[0].double().numpy()
-    contrib = (model.weight.detach().double() * (x[0].double() - background.double().mean(0)))
+    contrib = model.weight.detach().double() * (x[0].double() - background.double().mean(0))
     contrib = contrib.numpy().sum(0)  # (6, 6): a window spans every channel
     total, count = np.zeros((6, 6)), np.zeros((6, 6))
     for i in range(6 - k + 1):
