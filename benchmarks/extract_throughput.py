@@ -262,7 +262,7 @@ def figure1(
     }
     if "paper_nofig" in best:
         base = best["paper_nofig"]
-        for way in ("ours", "ours_stratified66", "paper"):
+        for way in ("ours", "ours_stratified66"):
             if way in best:
                 out[f"speedup_{way}"] = base / best[way]
     if "attr_ours" in best and "attr_shap" in best:
