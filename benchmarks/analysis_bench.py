@@ -83,7 +83,7 @@ def quality(x: np.ndarray, y: np.ndarray) -> dict:
     """Local and global quality of an embedding ``y`` of ``x``."""
     from analysis.embedding import trustworthiness
 
-    k_big = min(100, max(1, len(x) // 10))
+    k_big = min(100, max(1, len(x) // 3))
     return {
         "trustworthiness_k5": trustworthiness(x, y, 5),
         "knn_preservation_k10": knn_preservation(x, y, 10),
@@ -337,6 +337,9 @@ def main(argv=None) -> int:
         "--real-n", type=int, default=2000, help="images for features without --cache (2000)"
     )
     p.add_argument("--no-equal", action="store_true", help="skip the equal-iteration runs")
+    p.add_argument(
+        "--skip-synthetic", action="store_true", help="t-SNE on the real feature set only"
+    )
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     p.add_argument("--out", default=str(ROOT / "runs" / "benchmarks"), help="JSON goes here")
     p.add_argument("--n-samples", type=int, default=20000)
@@ -359,6 +362,8 @@ def main(argv=None) -> int:
         cases = [(6000, 512)] + ([] if args.skip_big else [(12800, 2048)])
         if args.quick:
             cases = [(300, 64)]
+        if args.skip_synthetic:
+            cases = []
         sets = {f"clustered synthetic {n} x {d}": clustered_features(n, d)[0] for n, d in cases}
         sets.update(real_features(args.cache, 200 if args.quick else args.real_n))
         for name, x in sets.items():
