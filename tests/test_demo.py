@@ -87,10 +87,33 @@ def test_quick_demo_writes_everything(demo_run):
     assert all(s["status"] in ("done", "reused") for s in run["stages"].values())
 
 
+def _mean_local_variance(cache, group: str, window: int) -> np.ndarray:
+    """Per-map mean of E[x^2] - E[x]^2 over zero-padded window x window boxes (float64).
+
+    Box sums come from summed-area tables, an independent route from the analysis code's
+    uniform filters.
+    """
+    maps = cache.load("defocus", group).astype(np.float64)
+    r = window // 2
+    padded = np.pad(maps, ((0, 0), (r + 1, r), (r + 1, r)))
+    h, w = maps.shape[1:]
+
+    def box_mean(a):
+        s = a.cumsum(1).cumsum(2)
+        total = (
+            s[:, window:, window:] - s[:, :-window, window:] - s[:, window:, :-window]
+            + s[:, :-window, :-window]
+        )  # fmt: skip
+        return total[:, :h, :w] / window**2
+
+    return (box_mean(padded**2) - box_mean(padded) ** 2).mean(axis=(1, 2))
+
+
 @pytest.mark.slow
 def test_headline_numbers_agree_with_their_sources(demo_run):
     """Recompute the headline from the cache and the summary table, independently."""
     import pandas as pd
+    from scipy.stats import ks_2samp
     from sklearn.metrics import roc_auc_score
 
     from cache import open_cache
@@ -102,7 +125,12 @@ def test_headline_numbers_agree_with_their_sources(demo_run):
     # test logits equals the evaluation's (the defocus estimator normalises per batch)
     auc_rgb = roc_auc_score(labels, cache.load("logit_rgb"))
     assert h["test_auc_rgb"] == pytest.approx(auc_rgb, abs=1e-9)
-    assert 0.0 <= h["test_auc_defocus"] <= 1.0
+    # the defocus maps of these images do not depend on their batch either (their edge
+    # maxima reach 1), so the cached logits give the evaluation's AUC: catches an AUC of
+    # the wrong model, split or sign
+    auc_defocus = roc_auc_score(labels, cache.load("logit_defocus"))
+    assert h["test_auc_defocus"] == pytest.approx(auc_defocus, abs=1e-9)
+    real_var = _mean_local_variance(cache, "real", window=15)  # FigureParams' window
     table = pd.read_csv(demo_run.out / "summary" / "summary.csv")
     for group in ("all_in_focus", "inconsistent_blur", "pasted_region"):
         for model in ("defocus", "rgb"):
@@ -111,8 +139,16 @@ def test_headline_numbers_agree_with_their_sources(demo_run):
             head = h[f"alignment_{model}_{group}"]
             assert head["mean"] == pytest.approx(float(rows.value.iloc[0]), rel=1e-9)
             assert 0.0 <= head["mean"] <= 1.0 and head["n"] == cache.n_samples(group)
+        # KS of per-image mean local variance recomputed from the cache's maps (summed-area
+        # tables in float64, not the analysis code): catches a wrong quantity, window,
+        # group or sample orientation
         ks = h[f"ks_mean_local_variance_{group}"]
-        assert 0.0 < ks["D"] <= 1.0 and 0.0 <= ks["p"] <= 1.0
+        fake_var = _mean_local_variance(cache, group, window=15)
+        want = ks_2samp(fake_var, real_var)
+        assert ks["D"] == pytest.approx(want.statistic, rel=1e-12, abs=0)
+        assert ks["p"] == pytest.approx(want.pvalue, rel=1e-9, abs=0)
+        assert ks["mean_real"] == pytest.approx(real_var.mean(), rel=1e-9)
+        assert ks["mean_fake"] == pytest.approx(fake_var.mean(), rel=1e-9)
     text = format_closing_summary(demo_run)
     assert f"RGB model {auc_rgb:.3f}" in text and "KS test" in text
 
