@@ -108,11 +108,11 @@ def test_extract_through_a_timm_backbone_equals_shap_on_the_unfolded_model(built
     from cache.explainers import fold_batchnorm, get_explainer
     from cache.sampling import sample_seed
     from detector.checkpoints import load_checkpoint
-    from detector.data import SyntheticDoF
+    from detector.data import open_data
 
     out, _ = built
     c = open_cache(out)
-    ds = SyntheticDoF(8, size=32, seed=0)
+    ds = open_data("synthetic:n=40,size=32,seed=0", "all")  # explained and background images
     index = {s.id: i for i, s in enumerate(ds.samples)}
     ids = c.load("id").tolist()
     images = torch.stack([ds[index[i]]["image"] for i in ids])
