@@ -37,20 +37,62 @@ def _jit(fn):
 
 
 @_jit
-def _recursive_rows(data, atten):  # pragma: no cover - compiled
-    """In place, left-to-right then right-to-left recursive filter of each row.
+def _recursive_channels_last(data, ax, ay):  # pragma: no cover - compiled
+    """In place, one horizontal then one vertical recursive pass over ``(H, W, K)`` data.
 
-    data : (C, H, W); atten : (H, W - 1) feedback ``a ** d`` between neighbours.
+    ax : (H, W - 1) feedback ``a ** d`` between horizontal neighbours; ay :
+    (H - 1, W) between vertical ones. Each row is filtered left to right then
+    right to left, then each column top to bottom then bottom to top
+    (``x[j] += f (x[j - 1] - x[j])``); the channels are innermost.
     """
-    c, h, w = data.shape
-    for ch in range(c):
-        for i in range(h):
-            row = data[ch, i]
-            f = atten[i]
-            for j in range(1, w):
-                row[j] += f[j - 1] * (row[j - 1] - row[j])
-            for j in range(w - 2, -1, -1):
-                row[j] += f[j] * (row[j + 1] - row[j])
+    h, w, k = data.shape
+    for i in range(h):
+        for j in range(1, w):
+            f = ax[i, j - 1]
+            for c in range(k):
+                data[i, j, c] += f * (data[i, j - 1, c] - data[i, j, c])
+        for j in range(w - 2, -1, -1):
+            f = ax[i, j]
+            for c in range(k):
+                data[i, j, c] += f * (data[i, j + 1, c] - data[i, j, c])
+    for i in range(1, h):
+        for j in range(w):
+            f = ay[i - 1, j]
+            for c in range(k):
+                data[i, j, c] += f * (data[i - 1, j, c] - data[i, j, c])
+    for i in range(h - 2, -1, -1):
+        for j in range(w):
+            f = ay[i, j]
+            for c in range(k):
+                data[i, j, c] += f * (data[i + 1, j, c] - data[i, j, c])
+
+
+@_jit
+def _median_channels_last(hist, top, floor, fallback):  # pragma: no cover - compiled
+    """:func:`histogram_median` of ``(H, W, K)`` data; ``fallback`` where the weight <= floor."""
+    h, w, k = hist.shape
+    step = top / (k - 1)
+    out = np.empty((h, w))
+    for i in range(h):
+        for j in range(w):
+            total = 0.0
+            for b in range(k):
+                total += hist[i, j, b]
+            if total <= floor:
+                out[i, j] = fallback
+                continue
+            half = 0.5 * total
+            cum = 0.0
+            value = top
+            for b in range(k):
+                prev = cum
+                cum += hist[i, j, b]
+                if cum >= half:
+                    frac = (half - prev) / (cum - prev) if cum > prev else 0.5
+                    value = (b - 0.5 + frac) * step
+                    break
+            out[i, j] = max(value, 0.0)
+    return out
 
 
 @_jit
@@ -114,18 +156,20 @@ def domain_transform_filter(
     # domain distances between horizontal and vertical neighbours
     dx = np.abs(np.diff(guide, axis=1)).sum(axis=2)
     dy = np.abs(np.diff(guide, axis=0)).sum(axis=2)
+    data = np.ascontiguousarray(np.moveaxis(np.asarray(data, dtype=np.float64), 0, -1))
+    return np.moveaxis(_filter_channels_last(dx, dy, data, sigma_s, sigma_r, n_iterations), -1, 0)
+
+
+def _filter_channels_last(dx, dy, data, sigma_s, sigma_r, n_iterations):
+    """:func:`domain_transform_filter` in place on ``(H, W, K)`` data, from the guide's steps."""
     ratio = sigma_s / sigma_r
     ct_x = 1.0 + ratio * dx  # (H, W-1)
-    ct_y_t = np.ascontiguousarray((1.0 + ratio * dy).T)  # (W, H-1)
-    data = np.array(data, dtype=np.float64, order="C", copy=True)
+    ct_y = 1.0 + ratio * dy  # (H-1, W)
     n = int(n_iterations)
     for it in range(n):
         sigma_h = sigma_s * np.sqrt(3.0) * 2.0 ** (n - (it + 1)) / np.sqrt(4.0**n - 1.0)
         log_a = -np.sqrt(2.0) / sigma_h  # feedback a ** d = exp(d log a)
-        _recursive_rows(data, np.exp(ct_x * log_a))
-        data_t = np.ascontiguousarray(data.transpose(0, 2, 1))
-        _recursive_rows(data_t, np.exp(ct_y_t * log_a))
-        data = np.ascontiguousarray(data_t.transpose(0, 2, 1))
+        _recursive_channels_last(data, np.exp(ct_x * log_a), np.exp(ct_y * log_a))
     return data
 
 
@@ -245,24 +289,26 @@ def median_propagate(
         Where no estimate reaches (or there is none), the weighted median of
         all estimates (0 without any).
     """
-    h, w = np.asarray(guide).shape[:2]
+    guide = np.asarray(guide, dtype=np.float64)
+    if guide.ndim == 2:
+        guide = guide[..., None]
+    h, w = guide.shape[:2]
     n_bins = int(n_bins)
     t = np.clip(np.asarray(values, dtype=np.float64) / top * (n_bins - 1), 0.0, n_bins - 1.0)
     lo = np.floor(t).astype(np.int64)
     hi = np.minimum(lo + 1, n_bins - 1)
     f = t - lo
-    pix = np.asarray(rows, dtype=np.int64) * w + np.asarray(cols, dtype=np.int64)
+    pix = (np.asarray(rows, dtype=np.int64) * w + np.asarray(cols, dtype=np.int64)) * n_bins
     wts = np.asarray(weights, dtype=np.float64)
-    index = np.concatenate([lo * (h * w) + pix, hi * (h * w) + pix])
-    hist = np.bincount(
-        index, np.concatenate([wts * (1.0 - f), wts * f]), minlength=n_bins * h * w
-    ).reshape(n_bins, h, w)
-    total = hist.sum(axis=(1, 2))
-    if total.sum() <= 0:
+    if wts.size == 0 or wts.sum() <= 0:
         return np.zeros((h, w))
-    fallback = histogram_median(total[:, None, None], top)[0, 0]
-    filtered = domain_transform_filter(guide, hist, sigma_s, sigma_r, n_iterations)
-    floor = 1e-9 * float(wts.max())
-    filtered[:, filtered.sum(axis=0) <= floor] = 0.0
-    out = histogram_median(filtered, top)
-    return np.where(np.isfinite(out), out, fallback)
+    hist = np.bincount(
+        np.concatenate([pix + lo, pix + hi]),
+        np.concatenate([wts * (1.0 - f), wts * f]),
+        minlength=h * w * n_bins,
+    ).reshape(h, w, n_bins)  # channels last
+    fallback = float(histogram_median(hist.sum(axis=(0, 1))[:, None, None], top)[0, 0])
+    dx = np.abs(np.diff(guide, axis=1)).sum(axis=2)
+    dy = np.abs(np.diff(guide, axis=0)).sum(axis=2)
+    hist = _filter_channels_last(dx, dy, hist, sigma_s, sigma_r, n_iterations)
+    return _median_channels_last(hist, float(top), 1e-9 * float(wts.max()), fallback)
