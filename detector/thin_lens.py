@@ -716,7 +716,9 @@ def benchmark_scenes(split: str) -> list[Scene]:
         Six scenes (four for ``"unseen"``); photo scenes are named ``photo-{seed}-{focus}``.
     """
     if split not in BENCHMARK_SCENES:
-        raise ValueError(f"split must be one of {', '.join(map(repr, BENCHMARK_SCENES))}, got {split!r}")
+        raise ValueError(
+            f"split must be one of {', '.join(map(repr, BENCHMARK_SCENES))}, got {split!r}"
+        )
     out = []
     for spec in BENCHMARK_SCENES[split]:
         if spec[0] == "motorcycle":
