@@ -604,9 +604,10 @@ def photo_scene(
     that the photo's own blur is small. The truth is the thin lens's blur
     combined in quadrature with the blur of a perfectly sharp edge after
     that shrinking (``resample_blur(0.5)`` = 0.38 px); what the photos'
-    optics and processing add beyond it is not counted. The focus is put on the background (``"back"``), on the front-most object
-    (``"front"``) or on the middle one (``"middle"``); the blur of each layer
-    is ``max_sigma * |disparity - disparity_focus| / spread``.
+    optics and processing add beyond it is not counted. The focus is put on
+    the background (``"back"``), on the front-most object (``"front"``) or on
+    the middle one (``"middle"``); the lens blur of each layer is
+    ``max_sigma * |disparity - disparity_focus| / spread``.
 
     Parameters
     ----------
