@@ -116,6 +116,10 @@ class DefocusConfig:
         (``sqrt(sigma^2 + s1^2)``) at which its estimate is placed on each side.
     accurate_bins : int, default=16
         With ``accurate_fill="median"``: histogram bins over ``[0, max_blur]``.
+    accurate_density_radius : float, default=8.0
+        With ``accurate_fill="median"``: each vote is weighted by one over
+        the density of votes within about this many pixels (a Gaussian), so
+        that densely textured areas do not outvote sparse ones; 0 disables.
     backend : {"auto", "numpy", "torch"}, default="auto"
         ``"auto"`` runs the torch implementation for CUDA tensors and the
         numpy/scipy one (faster on CPU) otherwise.
@@ -153,6 +157,7 @@ class DefocusConfig:
     accurate_fill: str = "median"
     accurate_side_offset: float = 4.0
     accurate_bins: int = 16
+    accurate_density_radius: float = 8.0
     backend: str = "auto"
     n_threads: int | None = None
 
@@ -211,6 +216,7 @@ class DefocusConfig:
         _positive("accurate_sigma_r", self.accurate_sigma_r)
         _positive("accurate_side_offset", self.accurate_side_offset, allow_zero=True)
         _positive("accurate_bins", self.accurate_bins, integer=True)
+        _positive("accurate_density_radius", self.accurate_density_radius, allow_zero=True)
         if self.accurate_bins < 2:
             raise ValueError(f"accurate_bins must be at least 2, got {self.accurate_bins!r}")
         if self.n_threads is not None:
