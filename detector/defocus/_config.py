@@ -72,9 +72,10 @@ class DefocusConfig:
     accurate_scales : tuple of float, default=(1.0, 2.0)
         Accurate mode's two Gaussian-derivative scales (pixels).
 
-        The accurate mode's defaults were chosen by a random search on the
-        "tuned" half of ``benchmarks/defocus_accuracy.py`` (see
-        ``docs/defocus-maps.md``); the other half was not looked at.
+        The accurate mode's defaults were chosen on the six "tuned" scenes
+        of ``benchmarks/defocus_accuracy.py`` (random searches; see
+        ``docs/defocus-maps.md`` for how the held-out and unseen scenes
+        were used).
     accurate_canny_low, accurate_canny_high : float, default=0.03, 0.06
         Accurate mode's Canny thresholds (lower than the paper's to keep
         weak blurred edges; their estimates are checked for consistency).
