@@ -24,6 +24,7 @@ __all__ = [
     "auc_with_ci",
     "headline_numbers",
     "headline_rows",
+    "sanity_entry",
 ]
 
 #: One line on what the three alignment numbers mean (shown wherever they are).
@@ -306,18 +307,23 @@ def headline_numbers(
             head[f"ks_mean_local_variance_{r['group']}"] = entry
     sanity = analyses.get("sanity")
     for res in sanity if isinstance(sanity, (list, tuple)) else [sanity] if sanity else []:
-        head[f"sanity_{res.model}"] = {
-            "full_median": _f(res.full_median),
-            "flagged": bool(res.flagged),
-            "threshold": float(res.threshold),
-            "message": res.message,
-            "n_samples": len(res.ids),
-            "n_stages": len(res.stages),
-        }
+        head[f"sanity_{res.model}"] = sanity_entry(res)
     head["level"] = "video" if "video" in levels else "frame"
     head["confidence"] = cfg.confidence
     head["analysis_config"] = cfg.to_dict()
     return head
+
+
+def sanity_entry(result) -> dict[str, Any]:
+    """Return the headline entry of one model's randomisation check (a ``SanityResult``)."""
+    return {
+        "full_median": _f(result.full_median),
+        "flagged": bool(result.flagged),
+        "threshold": float(result.threshold),
+        "message": result.message,
+        "n_samples": len(result.ids),
+        "n_stages": len(result.stages),
+    }
 
 
 def _fmt(value) -> str:
@@ -332,19 +338,29 @@ def _g(value) -> str:
 
 
 def _ci(lo, hi) -> str:
-    return f" [{_fmt(lo)}, {_fmt(hi)}]" if lo is not None and hi is not None else ""
+    """`` [lo, hi]``, both ends with the same decimals (3, or 3 significant digits when tiny)."""
+    if lo is None or hi is None:
+        return ""
+    if max(abs(lo), abs(hi)) >= 1e-3:
+        return f" [{lo:.3f}, {hi:.3f}]"
+    return f" [{lo:.3g}, {hi:.3g}]"
 
 
-def _p(p, n_permutations=None, p_min=None, p_floor=None, test: str = "") -> str:
-    """``p = 0.004 (one-sided sign flip; 999 permutations, smallest reachable p 0.001)``."""
+def _p(p, n_permutations=None, p_min=None, p_floor=None, test: str = "", n_units=None) -> str:
+    """``p = 0.004 (one-sided sign flip; 999 permutations: p >= 0.001; ...)``.
+
+    The resolution: ``1 / (n_permutations + 1)``, and, when fewer units
+    (fakes or videos) make it coarser, about ``1 / 2^K`` with ``K`` units.
+    """
     if p is None:
         return "p n/a"
     text = f"p = {_fmt(p)}"
     detail = [test] if test else []
     if n_permutations:
-        res = f"{n_permutations} permutations, smallest reachable p {_fmt(p_min)}"
+        res = f"{n_permutations} permutations: p ≥ {_fmt(p_min)}"
         if p_floor is not None and p_min is not None and p_floor > p_min * 1.5:
-            res += f" (about {_fmt(p_floor)} with these units)"
+            units = f"{n_units} units" if n_units else "these units"
+            res += f"; with {units}, p ≥ about {_fmt(p_floor)}"
         detail.append(res)
     return text + (f" ({'; '.join(detail)})" if detail else "")
 
@@ -379,10 +395,10 @@ def headline_rows(
     """
     names = {"defocus": "defocus model", "rgb": "RGB model", **(model_names or {})}
 
-    def p_text(p, n_permutations=None, p_min=None, p_floor=None, test=""):
+    def p_text(p, n_permutations=None, p_min=None, p_floor=None, test="", n_units=None):
         if compact:
             return _p(p)
-        return _p(p, n_permutations, p_min, p_floor, test)
+        return _p(p, n_permutations, p_min, p_floor, test, n_units)
 
     conf = head.get("confidence") or 0.95
     pct = f"{100 * conf:g} %"
@@ -434,7 +450,8 @@ def headline_rows(
                     "value": f"{_fmt(e['skill_mean'])}"
                     f"{_ci(e.get('skill_ci_low'), e.get('skill_ci_high'))}, "
                     + p_text(e.get("skill_p"), e.get("n_permutations"), e.get("p_min"),
-                         e.get("p_floor"), "one-sided sign flip of skill > 0"),
+                             e.get("p_floor"), "one-sided sign flip of skill > 0",
+                             e.get("n_units")),
                     "measures": "(raw - floor) / (1 - floor): 0 = no better than a constant "
                     "attribution, 1 = attribution proportional to |fake - real|; "
                     f"{pct} CI, {_level(e)}",
@@ -442,14 +459,15 @@ def headline_rows(
         pe = head.get(f"paired_{g}")
         if isinstance(pe, dict) and pe.get("skill_mean_diff") is not None:
             a, b = pe.get("model_a", "defocus"), pe.get("model_b", "rgb")
+            na, nb = names.get(a, f"{a} model"), names.get(b, f"{b} model")
             rows.append({
-                "quantity": f"paired difference {a} - {b} model, skill, {g}",
+                "quantity": f"paired difference, skill, {na} - {nb}, {g}",
                 "value": f"{_fmt(pe['skill_mean_diff'])}"
                 f"{_ci(pe.get('skill_ci_low'), pe.get('skill_ci_high'))}, "
                 + p_text(pe.get("skill_p"), pe.get("n_permutations"), pe.get("p_min"),
-                     pe.get("p_floor"), "two-sided sign flip"),
-                "measures": f"mean over the same fakes of the {a} model's skill minus the {b} "
-                f"model's (> 0: {a} aligns better); raw-score difference "
+                         pe.get("p_floor"), "two-sided sign flip", pe.get("n_units")),
+                "measures": f"mean over the same fakes of the {na}'s skill minus the {nb}'s "
+                f"(> 0: the {na} aligns better); raw-score difference "
                 f"{_fmt(pe.get('score_mean_diff'))} (p = {_fmt(pe.get('score_p'))}); "
                 f"{pct} CI, {_level(pe)}",
             })  # fmt: skip
@@ -485,7 +503,7 @@ def headline_rows(
                 "value": f"{_g(e['paired_mean_diff'])} "
                 f"[{_g(e.get('paired_ci_low'))}, {_g(e.get('paired_ci_high'))}], "
                 + p_text(e.get("paired_p"), e.get("paired_n_permutations"), e.get("paired_p_min"),
-                     e.get("paired_p_floor"), "two-sided sign flip"),
+                         e.get("paired_p_floor"), "two-sided sign flip", e.get("paired_n_units")),
                 "measures": "mean over the fakes of (its mean local variance - that of the real "
                 f"image it was made from); {pct} CI, "
                 + _level({"level": e.get("level"), "n": e.get("paired_n"),

@@ -459,8 +459,11 @@ def render_report(inputs: ReportInputs, report_dir: str | Path, *, inline: bool 
     parts.append('<h2 id="summary">Summary</h2>')
     headline = inputs.summary.get("headline") if isinstance(inputs.summary, dict) else None
     if headline:
-        from defocus_forensics.headline import SKILL_LEGEND, headline_rows
+        from defocus_forensics.headline import SKILL_LEGEND, headline_rows, sanity_entry
 
+        headline = dict(headline)
+        for result in inputs.sanity:  # RUN/sanity/ may be newer than the summary
+            headline.setdefault(f"sanity_{result.model}", sanity_entry(result))
         parts.append("<h3>Headline numbers</h3>")
         parts.append(f'<p class="legend">Alignment: {html.escape(SKILL_LEGEND)}.</p>')
         parts.append(_level_line(headline, inputs.analysis_config))
@@ -478,7 +481,11 @@ def render_report(inputs: ReportInputs, report_dir: str | Path, *, inline: bool 
         parts.append(_records_table(table))
         parts.append("</details>")
     rest = (
-        {k: v for k, v in inputs.summary.items() if k not in ("headline", "table")}
+        {
+            k: v
+            for k, v in inputs.summary.items()
+            if k not in ("headline", "table", "analysis_config", "files")
+        }
         if isinstance(inputs.summary, dict)
         else {}
     )
