@@ -350,9 +350,11 @@ class LocalisationAccumulator:
         self.sources: dict[str, str] = {}
         self.has_truth = False
         self.has_maps = False
+        self.n_blocks = 0
 
     def update(self, block) -> None:
         """Add the pairs of one :class:`analysis.pairing.PairedBlock`."""
+        self.n_blocks += 1
         regions = {}
         if "mask" in block.fake:
             self.has_truth = True
@@ -396,13 +398,18 @@ class LocalisationAccumulator:
         cols = ["group", "id", "model", "region", *_METRICS, "region_fraction"]
         per = pd.concat(self._rows, ignore_index=True) if self._rows else pd.DataFrame(columns=cols)
         unavailable = {}
+        if self.n_blocks == 0:  # no pairs: say so, not that a field is missing
+            from analysis.pairing import NO_PAIRS
+
+            unavailable.update({m: NO_PAIRS for m in self.models})
+            unavailable["defocus_mask"] = NO_PAIRS
         for m in self.models:
-            if m not in self.present:
+            if m not in self.present and m not in unavailable:
                 fields = " or ".join(f"'{f}'" for f in ATTRIBUTION_FIELDS[m])
-                unavailable[m] = f"the cache has no {fields} field (or no pairs)"
+                unavailable[m] = f"the cache has no {fields} field"
         if not self.has_truth:
             unavailable["truth"] = "the cache has no ground-truth 'mask' field"
-        if not self.has_maps:
+        if not self.has_maps and "defocus_mask" not in unavailable:
             unavailable["defocus_mask"] = "no paired 'defocus' maps"
         rows = []
         for (g, m, r), sub in per.groupby(["group", "model", "region"], sort=False):
