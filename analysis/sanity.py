@@ -405,6 +405,10 @@ def plot_sanity_cascade(
             ax.errorbar(x, med, yerr=[med - lo, hi - med], color=color,
                         marker=MODEL_MARKERS.get(r.model, "o"), ms=3.5, lw=1.0,
                         elinewidth=0.8, capsize=1.8)  # fmt: skip
+            ceiling = _ceiling(r)
+            if ceiling is not None:
+                ax.plot([0, top * 1.02], [ceiling, ceiling], color=color, lw=0.8,
+                        ls=(0, (1, 1.5)), zorder=0)  # fmt: skip
             verdict = "FLAGGED" if r.flagged else "passes"
             ax.annotate(f"{r.full_median:.2f} ({verdict})", (x[-1], med[-1]), xytext=(4, 0),
                         textcoords="offset points", va="center", fontsize=6,
@@ -425,6 +429,9 @@ def plot_sanity_cascade(
         ]  # fmt: skip
         handles.append(Line2D([], [], color="#555555", lw=0.8, ls=(0, (3, 1.5)),
                               label="flag threshold"))  # fmt: skip
+        if any(_ceiling(r) is not None for r in results):
+            handles.append(Line2D([], [], color="#555555", lw=0.8, ls=(0, (1, 1.5)),
+                                  label="noise ceiling"))  # fmt: skip
         fig.legend(handles=handles, loc="outside lower center",
                    ncols=1 if width == "single" else len(handles))  # fmt: skip
     explainers = sorted(
@@ -433,7 +440,15 @@ def plot_sanity_cascade(
     verdicts = "; ".join(
         f"{model_name(r.model, model_names)}: median {r.full_median:.2f} with every layer "
         f"re-initialised, {'FLAGGED' if r.flagged else 'passes'}"
+        + (f" (noise ceiling {_ceiling(r):.2f})" if _ceiling(r) is not None else "")
         for r in results
+    )
+    ceiling_text = (
+        " Dotted, in each model's colour: the noise ceiling, the median correlation between two "
+        "explanations of the trained model itself with different explainer seeds; a "
+        "randomised model separates from the trained one only as far as it falls below it."
+        if any(_ceiling(r) is not None for r in results)
+        else ""
     )
     set_caption(
         fig,
@@ -446,6 +461,15 @@ def plot_sanity_cascade(
         "with the trained model's; bars: interquartile range; the trained model itself is the "
         "point (0, 1). Attributions that explain the model fall towards 0; a median above the "
         f"flag threshold ({', '.join(f'{t:g}' for t in thresholds)}, dashed) with every layer "
-        f"random means they barely depend on what the model learned. {verdicts}.",
+        f"random means they barely depend on what the model learned.{ceiling_text} "
+        f"{verdicts}.",
     )
     return fig
+
+
+def _ceiling(result: SanityResult) -> float | None:
+    """Median of ``info["ceiling"]`` (trained model, two explainer seeds), or None."""
+    values = np.array(
+        [np.nan if v is None else v for v in result.info.get("ceiling") or []], np.float64
+    )
+    return float(np.nanmedian(values)) if values.size and np.isfinite(values).any() else None

@@ -316,8 +316,13 @@ def headline_numbers(
 
 def sanity_entry(result) -> dict[str, Any]:
     """Return the headline entry of one model's randomisation check (a ``SanityResult``)."""
+    import numpy as np
+
+    ceiling = [np.nan if v is None else v for v in result.info.get("ceiling") or []]
+    ceiling = _f(np.nanmedian(ceiling)) if ceiling and np.isfinite(ceiling).any() else None
     return {
         "full_median": _f(result.full_median),
+        "ceiling": ceiling,
         "flagged": bool(result.flagged),
         "threshold": float(result.threshold),
         "message": result.message,
@@ -514,13 +519,20 @@ def headline_rows(
         if not isinstance(e, dict):
             continue
         verdict = "FLAGGED" if e.get("flagged") else "passes"
+        ceiling = ""
+        if e.get("ceiling") is not None:
+            ceiling = f"; noise ceiling {_fmt(e['ceiling'])}"
+            if e.get("full_median") is not None and e["ceiling"] - e["full_median"] < 0.1:
+                ceiling += " (too close: the explainer's noise hides the weights' effect)"
         rows.append({
             "quantity": f"randomisation check, {names[kind]}",
             "value": f"median ρ = {_fmt(e.get('full_median'))} with every layer re-initialised "
-            f"({verdict})",
+            f"({verdict}){ceiling}",
             "measures": "Spearman rank correlation of |attribution| between the trained model "
             "and the same model with random weights, over "
             f"{e.get('n_samples')} samples (near 0: attributions depend on what the model "
-            f"learned; above {_fmt(e.get('threshold'))}: flagged, they barely do)",
+            f"learned; above {_fmt(e.get('threshold'))}: flagged, they barely do); noise "
+            "ceiling: the same between two explanations of the trained model with different "
+            "explainer seeds",
         })  # fmt: skip
     return rows

@@ -145,7 +145,8 @@ def _sanity_results():
               (("top-1", 1), ("top-5", 5), ("all", 9))]  # fmt: skip
     return [
         sanity.SanityResult(m, [f"s{i}" for i in range(5)], stages, np.array(rho), 0.5,
-                            {"explainer": {"name": "shap-gradient"}})
+                            {"explainer": {"name": "shap-gradient"},
+                             "ceiling": [0.9, 0.8, None, 0.7, 0.95]})
         for m, rho in SANITY_RHO.items()
     ]  # fmt: skip
 
@@ -706,8 +707,13 @@ def test_sanity_cascade_draws_medians_and_interquartile_ranges(rich):
         q1, q3 = np.quantile(rho, [0.25, 0.75], axis=1)
         np.testing.assert_allclose([s[0][1] for s in segs[1:]], q1)
         np.testing.assert_allclose([s[1][1] for s in segs[1:]], q3)
-    assert [line.get_ydata()[0] for line in ax.lines if line.get_linestyle() == "--"] == [0.5]
+    flat = [ln for ln in ax.lines if len(set(ln.get_ydata())) == 1 and len(ln.get_ydata()) == 2]
+    axh = [ln.get_ydata()[0] for ln in flat if list(ln.get_xdata()) == [0, 1]]  # axhline
+    assert axh == [0.5, 0.0]  # the flag threshold (dashed) and 0
+    ceilings = [ln.get_ydata()[0] for ln in flat if list(ln.get_xdata()) != [0, 1]]
+    assert ceilings == pytest.approx([np.median([0.9, 0.8, 0.7, 0.95])] * 2)  # None left out
     cap = caption_of(fig)
+    assert "noise ceiling 0.85" in cap
     assert "RGB model (toy-b): median 0.75 with every layer re-initialised, FLAGGED" in cap
     assert "defocus model (toy-a): median 0.05 with every layer re-initialised, passes" in cap
 
