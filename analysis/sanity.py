@@ -419,8 +419,8 @@ def plot_sanity_cascade(
         ax.set_xlim(-0.03 * top, top * 1.22)
         ax.set_ylim(min(-0.1, *(float(np.nanmin(r.spearman)) for r in results)) - 0.05, 1.05)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
-        ax.set_xlabel("layers re-initialised, counted from the output (the last point: all)")
-        ax.set_ylabel("Spearman ρ of |attribution|\ntrained vs re-initialised")
+        ax.set_xlabel("layers re-initialised from the output (last point: all)")
+        ax.set_ylabel("Spearman ρ of |attr.|,\ntrained vs re-initialised")
         handles = [
             Line2D([], [], color=MODEL_COLORS.get(r.model, "black"),
                    marker=MODEL_MARKERS.get(r.model, "o"), ms=3.5, lw=1.0,
