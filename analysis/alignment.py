@@ -1,6 +1,6 @@
 """The paper's Shapley alignment score, its no-information floor, and a skill score.
 
-Per fake sample (ALGORITHM.md section 4): 20 bins on [0, 1] over the fake
+Per fake sample (docs/algorithm.md section 4): 20 bins on [0, 1] over the fake
 map's values; histogram ``A`` weighted by ``|fake - real|`` and histogram
 ``B`` weighted by ``|attribution|``; each divided by (its sum + 1e-8);
 ``score = sum(min(A, B))`` (1: the model's attribution mass sits exactly at

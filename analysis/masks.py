@@ -1,6 +1,6 @@
 """Binary masks of where a fake's defocus map departs from its real source's map.
 
-The paper's mask (ALGORITHM.md section 4) is ``|fake_map - real_map| > T`` on
+The paper's mask (docs/algorithm.md section 4) is ``|fake_map - real_map| > T`` on
 paired, per-sample min-max normalised maps; per manipulation it reports the
 mean, max, min and median of the activated pixel count, and sweeps ``T`` over
 :data:`PAPER_THRESHOLDS`. When the cache holds a ground-truth manipulation

@@ -1,6 +1,6 @@
 """Local variance of defocus maps and the real-vs-fake tests on its per-image mean.
 
-Local variance (ALGORITHM.md section 4) is ``E[m**2] - E[m]**2`` over a
+Local variance (docs/algorithm.md section 4) is ``E[m**2] - E[m]**2`` over a
 ``window x window`` neighbourhood, on per-sample min-max normalised maps.
 Two border treatments (``padding=``):
 

@@ -2,7 +2,7 @@
 
 Every ``import`` and ``from ... import`` counts, at module level or inside a
 function (a lazy import is still a dependency), except those under
-``if TYPE_CHECKING:``. The rules (DESIGN.md, "Data flow"):
+``if TYPE_CHECKING:``. The rules (docs/index.md, "Layout"):
 
 - no library package imports the command-line package ``defocus_forensics``;
 - no cycle among the modules of ``detector`` (e.g. models <-> checkpoints);

@@ -1,4 +1,4 @@
-"""Accurate mode: blur sigmas in pixels, calibrated on step edges (ALGORITHM.md section 2).
+"""Accurate mode: blur sigmas in pixels, calibrated on step edges (docs/algorithm.md section 2).
 
 Per image:
 

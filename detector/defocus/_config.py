@@ -37,7 +37,7 @@ class DefocusConfig:
     Parameters
     ----------
     mode : {"reference", "accurate"}, default="reference"
-        ``"reference"`` reproduces the paper's pipeline exactly (ALGORITHM.md
+        ``"reference"`` reproduces the paper's pipeline exactly (docs/algorithm.md
         section 1); ``"accurate"`` is the physically calibrated estimator
         (section 2) whose maps are blur sigmas in pixels.
     size : int or None, default=299

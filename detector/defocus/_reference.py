@@ -1,4 +1,4 @@
-"""The paper's defocus pipeline (ALGORITHM.md section 1), numpy and torch backends."""
+"""The paper's defocus pipeline (docs/algorithm.md section 1), numpy and torch backends."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Reference mode against an independent plain implementation of the paper's pipeline.
 
-The reference written here follows ALGORITHM.md section 1 line by line with
+The reference written here follows docs/algorithm.md section 1 step by step with
 other tools than the implementation under test: ``skimage.feature.canny``
 per image, ``torch.nn.functional.interpolate``, 2-D ``scipy.ndimage.correlate``
 with the dense 11x11 kernels in float64, and a guided filter built on
@@ -53,7 +53,7 @@ def ref_guided(guide, src, r=7, eps=1e-2):
 
 
 def reference_pipeline(images: torch.Tensor, size=299, symmetric=False):
-    """ALGORITHM.md section 1, step by step. Returns float64 (B, S, S) arrays."""
+    """docs/algorithm.md section 1, step by step. Returns float64 (B, S, S) arrays."""
     x = images.float()
     if symmetric:
         x = (x - 0.5) / 0.5

@@ -46,7 +46,7 @@ def test_normalize_per_sample_matches_formula():
 def test_defocus_input_is_the_resized_min_max_map(images):
     model = _build("defocus", defocus_config=DefocusConfig(mode="reference", size=40))
     got = model.defocus_input(images)
-    # independent reference: ALGORITHM.md section 1 step 9
+    # independent reference: docs/algorithm.md section 1 step 8
     maps = estimate_defocus(images, DefocusConfig(mode="reference", size=40)).defocus
     maps = F.interpolate(maps, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
     flat = maps.reshape(2, -1)
