@@ -25,6 +25,7 @@ __all__ = [
     "headline_numbers",
     "headline_rows",
     "sanity_entry",
+    "write_summary_json",
 ]
 
 #: One line on what the three alignment numbers mean (shown wherever they are).
@@ -536,3 +537,69 @@ def headline_rows(
             "explainer seeds",
         })  # fmt: skip
     return rows
+
+
+def _json_safe(value: Any) -> Any:
+    """Turn NaN/inf floats into None and numpy scalars into Python ones (standard JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            return _json_safe(value.item())
+        except (ValueError, AttributeError):
+            return value
+    return value
+
+
+def write_summary_json(
+    out_dir, table, analyses: dict, *, cache=None, config=None, test_metrics=None
+) -> dict[str, Any]:
+    """Write ``summary.json`` and ``summary/summary.{csv,md}`` of one run into ``out_dir``.
+
+    What ``defocus report`` reads as the headline table and the analysis
+    summary; written by the demo and by ``defocus figures`` (beside the
+    figures), so a run on one's own data gets the same report as the demo.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Folder to write into (must exist).
+    table : pandas.DataFrame
+        The long summary table of :func:`defocus_forensics.figures.compute_analyses`.
+    analyses : dict
+        The analysis objects of the same call.
+    cache : cache reader, optional
+        For the AUC of the cached logits with its interval.
+    config : AnalysisConfig or dict, optional
+        The analysis settings the table was computed with.
+    test_metrics : dict, optional
+        Per model the evaluation's metrics (``auc``, ``accuracy``).
+
+    Returns
+    -------
+    dict
+        What was written to ``summary.json`` (``headline``, ``analysis_config``,
+        ``table``, ``files``).
+    """
+    from pathlib import Path
+
+    from analysis.config import resolve_config
+    from analysis.summary import write_summary
+    from safeio import atomic_write_json
+
+    out_dir = Path(out_dir)
+    cfg = resolve_config(config)
+    paths = write_summary(table, out_dir / "summary")
+    summary = {
+        "headline": headline_numbers(analyses, test_metrics, cache=cache, config=cfg),
+        "analysis_config": cfg.to_dict(),
+        "table": table.to_dict("records"),
+        "files": {k: str(Path(v).relative_to(out_dir)) for k, v in paths.items()},
+    }
+    summary = _json_safe(summary)
+    atomic_write_json(out_dir / "summary.json", summary, default=str)
+    return summary

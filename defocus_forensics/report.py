@@ -12,6 +12,8 @@ A run folder, as :mod:`defocus_forensics.demo` writes it::
     RUN/figures/figures_manifest.json  what each figure shows and what it was drawn from
     RUN/figures/*.png                  the figures (PDF twins beside them)
     RUN/summary.json                   headline numbers and the analysis summary
+                                       (else FIGURES/summary.json, which
+                                       `defocus figures` writes)
     RUN/run.json                       the run's own config and stage timings (optional)
     RUN/sanity/sanity.json             the model-randomisation check (optional)
     RUN/notebooks/*.html               executed notebooks (optional, linked)
@@ -182,8 +184,11 @@ def load_run(
             f"no figures in {figures_dir}: run 'defocus figures --cache CACHE --out {figures_dir}'"
         )
 
-    if (run_dir / "summary.json").is_file():
-        inputs.summary = _read_json(run_dir / "summary.json")
+    # the demo writes RUN/summary.json; `defocus figures` writes it beside the figures
+    for summary_path in (run_dir / "summary.json", figures_dir / "summary.json"):
+        if summary_path.is_file():
+            inputs.summary = _read_json(summary_path)
+            break
     if (run_dir / "run.json").is_file():
         inputs.run = _read_json(run_dir / "run.json")
     configs = {

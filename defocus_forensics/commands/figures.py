@@ -139,7 +139,8 @@ def analysis_config_from_args(args: argparse.Namespace) -> AnalysisConfig:
 def run(args: argparse.Namespace) -> int:
     """Draw the figures; exit status 2 on a missing or unreadable cache or bad settings."""
     from cache import open_cache
-    from defocus_forensics.figures import FigureOptions, draw_figures
+    from defocus_forensics.figures import FigureOptions, compute_analyses, draw_figures
+    from defocus_forensics.headline import write_summary_json
     from defocus_forensics.logs import start_run_log
     from safeio import check_output_dir
 
@@ -148,15 +149,21 @@ def run(args: argparse.Namespace) -> int:
     cache = open_cache(args.cache)
     args.out = check_output_dir(args.out)
     start_run_log(args.out)
+    # the analyses once: the figures and the run's summary (summary.json, summary/summary.csv,
+    # what `defocus report` shows as the headline table) come from the same numbers
+    table, analyses = compute_analyses(cache, config, sanity=args.sanity,
+                                       progress=not args.quiet)  # fmt: skip
+    write_summary_json(args.out, table, analyses, cache=cache, config=config)
     manifest = draw_figures(cache, args.out, config=config, options=options,
-                            sanity=args.sanity, formats=args.formats, dpi=args.dpi,
+                            analyses=analyses, formats=args.formats, dpi=args.dpi,
                             only=args.only, progress=not args.quiet,
                             width=args.width)  # fmt: skip
     figs = manifest["figures"]
     unavailable = [f["stem"] for f in figs if f["unavailable"]]
     print(
         f"{len(figs)} figures, {args.width} width, {manifest['level']}-level inference, "
-        f"{config.n_permutations} permutations, in {args.out} (figures_manifest.json)"
+        f"{config.n_permutations} permutations, in {args.out} (figures_manifest.json, "
+        "summary.json)"
     )
     for f in figs:
         print(f"  {f['stem']}: {', '.join(f['files'].values())}")

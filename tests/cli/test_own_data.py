@@ -59,12 +59,42 @@ def _train_extract_figures(data: str, tmp_path, capsys) -> dict:
                "--rgb-model", str(tmp_path / "rgb/best.pt"), "--nsamples", "4", "--background",
                "4", "--out", str(cache), "--quiet"]  # fmt: skip
     _run(extract, capsys)
+    # the model-randomisation check on the same data, for its figure and the report
+    sanity = ["sanity", "--data", data, "--defocus-model", str(tmp_path / "defocus/best.pt"),
+              "--rgb-model", str(tmp_path / "rgb/best.pt"), "--n", "3", "--stages", "1",
+              "--nsamples", "4", "--background", "4", "--out", str(tmp_path / "sanity"),
+              "--quiet"]  # fmt: skip
+    _run(sanity, capsys)
     figures = ["figures", "--cache", str(cache), "--out", str(tmp_path / "figures"),
+               "--sanity", str(tmp_path / "sanity"),
                "--perplexities", "2", "--n-boot", "20", "--n-permutations", "10",
                "--n-per-class", "50", "--formats", "png", "--quiet"]  # fmt: skip
     _run(figures, capsys)
+    _check_summary_and_report(cache, tmp_path, capsys)
     manifest = json.loads((tmp_path / "figures" / "figures_manifest.json").read_text())
     return {f["stem"]: f["unavailable"] for f in manifest["figures"]}
+
+
+def _check_summary_and_report(cache_dir, run_dir, capsys):
+    """`figures` writes the run's summary; `report` on the run folder shows its headline."""
+    from sklearn.metrics import roc_auc_score
+
+    from cache import open_cache
+
+    summary = json.loads((run_dir / "figures" / "summary.json").read_text())
+    cache = open_cache(cache_dir)
+    labels = cache.load("label")
+    for model in ("defocus", "rgb"):
+        # the headline AUC of the cached logits, recomputed with scikit-learn
+        want = roc_auc_score(labels, cache.load(f"logit_{model}"))
+        assert summary["headline"][f"auc_{model}"]["auc"] == pytest.approx(want, abs=1e-12)
+    assert summary["analysis_config"]["n_permutations"] == 10
+    assert (run_dir / "figures" / summary["files"]["csv"]).is_file()
+    _run(["report", "--run", str(run_dir)], capsys)
+    html = (run_dir / "report.html").read_text()
+    assert "no summary.json in this run" not in html
+    assert f"{summary['headline']['auc_defocus']['auc']:.3f}" in html
+    assert "sanity_defocus" in summary["headline"] and "sanity_rgb" in summary["headline"]
 
 
 @pytest.mark.slow
