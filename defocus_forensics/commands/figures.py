@@ -40,8 +40,9 @@ independent (labelled "frame-level").
 
 example:
   defocus figures --cache runs/demo/cache --out runs/demo/figures
-  defocus figures --cache runs/demo/cache --out /tmp/f --only masks variance --padding reflect
-  defocus figures --cache runs/demo/cache --out /tmp/f1 --width single \\
+  defocus figures --cache runs/demo/cache --out runs/demo/figures-reflect --only masks variance \\
+      --padding reflect
+  defocus figures --cache runs/demo/cache --out runs/demo/figures-single --width single \\
       --config runs/demo/figures/figures_manifest.json --sanity runs/demo/sanity
 """
 
@@ -146,9 +147,9 @@ def run(args: argparse.Namespace) -> int:
 
     config = analysis_config_from_args(args)
     options = FigureOptions(gallery_threshold=args.threshold)
-    cache = open_cache(args.cache)
     args.out = check_output_dir(args.out)
-    start_run_log(args.out)
+    start_run_log(args.out)  # first: the log keeps the traceback of a bad cache too
+    cache = open_cache(args.cache)
     # the analyses once: the figures and the run's summary (summary.json, summary/summary.csv,
     # what `defocus report` shows as the headline table) come from the same numbers
     table, analyses = compute_analyses(cache, config, sanity=args.sanity,

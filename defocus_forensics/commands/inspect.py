@@ -23,9 +23,9 @@ a warning that it is unprotected. Only verify re-hashes the shards.
 
 examples:
   defocus inspect --cache runs/demo/cache
-  defocus inspect runs/demo/cache            (positional form, same)
-  defocus inspect --cache runs/demo/cache --json     the whole manifest as JSON
-  defocus inspect --cache runs/demo/cache --shards   one line per shard
+  defocus inspect runs/demo/cache                    # positional form, the same
+  defocus inspect --cache runs/demo/cache --json     # the whole manifest as JSON
+  defocus inspect --cache runs/demo/cache --shards   # one line per shard
 """
 
 

@@ -19,7 +19,8 @@ true, "text"). The sources are never written.
 
 example:
   defocus notebooks --cache runs/demo/cache --out runs/demo/notebooks
-  defocus notebooks --cache runs/demo/cache --out /tmp/nb --only masks -p threshold 0.05
+  defocus notebooks --cache runs/demo/cache --out runs/demo/nb-T0.05 --only masks \\
+      -p threshold 0.05
 """
 
 

@@ -18,7 +18,8 @@ reference the PNGs beside it instead).
 
 example:
   defocus report --run runs/demo                 # writes runs/demo/report.html
-  defocus report --run runs/demo --out /tmp/r.html --figures runs/other/figures
+  defocus report --run runs/demo --out runs/demo/report-single.html \\
+      --figures runs/demo/figures-single
 """
 
 

@@ -45,7 +45,7 @@ exit status:
 
 examples:
   defocus verify --cache runs/demo/cache
-  defocus verify runs/demo/cache                 (positional form, same)
+  defocus verify runs/demo/cache                 # positional form, the same
   defocus verify --cache runs/demo/cache --repair
 """
 
