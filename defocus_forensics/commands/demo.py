@@ -20,10 +20,11 @@ shap-gradient attributions, run every analysis, and write:
   OUT/report.html    one self-contained report
   OUT/run.json       settings, stage times
 
-Rerunning with the same settings reuses finished stages. Takes about
-7 minutes on 2 quiet CPU cores, most of it training on 3,200 images
-(--epochs 2 halves that; --quick: under a minute, tiny models whose
-numbers only show that the pipeline works).
+Rerunning with the same settings reuses finished stages. Takes under
+5 minutes on 2 quiet CPU cores, about half of it training on 3,200 images
+at 96 px (--epochs sets the defocus model's, --rgb-epochs the RGB model's;
+--quick: well under a minute, tiny models whose numbers only show that the
+pipeline works).
 
 example:
   defocus demo --quick --out runs/quick
@@ -38,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="seed of data, training, analyses")
     parser.add_argument("--backbone", default="resnet10t", help="timm backbone of both models")
-    parser.add_argument("--epochs", type=int, help="training epochs (default: preset)")
+    parser.add_argument("--epochs", type=int, help="defocus model's epochs (default: preset)")
+    parser.add_argument("--rgb-epochs", type=int, help="RGB model's epochs (default: preset)")
     parser.add_argument("--nsamples", type=int, help="shap-gradient samples (default: preset)")
     parser.add_argument("--no-notebooks", action="store_true", help="do not execute the notebooks")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or stage lines")
@@ -63,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         backbone=args.backbone,
         epochs=args.epochs,
+        rgb_epochs=args.rgb_epochs,
         nsamples=args.nsamples,
         notebooks=not args.no_notebooks,
         progress=not args.quiet,
