@@ -45,6 +45,7 @@ from scipy import ndimage
 
 from analysis._validation import check_positive_int
 from analysis.config import AnalysisConfig, resolve_config
+from analysis.pairing import NO_PAIRS
 from analysis.stats import (
     bootstrap_mean_ci,
     cluster_codes,
@@ -68,7 +69,9 @@ __all__ = [
     "permutation_pvalue",
     "alignment_from_cache",
     "plot_alignment_histograms",
+    "plot_alignment_skill",
     "plot_permutation_null",
+    "unavailable_reason",
 ]
 
 #: Below this ``1 - floor`` the skill score is undefined (NaN).
@@ -687,16 +690,13 @@ class AlignmentAccumulator:
             if m not in self.present:
                 fields = " or ".join(f"'{f}'" for f in MODEL_FIELDS[m])
                 if self.n_blocks == 0:
-                    unavailable[m] = (
-                        "no fake has a real partner (pair ids empty or unknown): give pairs "
-                        "with pair_id in the data"
-                    )
+                    unavailable[m] = NO_PAIRS
                 elif not self.has_maps:
                     unavailable[m] = "the cache has no 'defocus' field"
                 else:
                     unavailable[m] = f"the cache has no {fields} field"
         if self.n_blocks == 0:
-            unavailable["alignment"] = "no fake has a real partner"
+            unavailable["alignment"] = NO_PAIRS
         level = "video" if self.use_video and (per["video"] != "").any() else "frame"
         rows, frame_rows = [], []
         nan = float("nan")
@@ -805,6 +805,29 @@ def alignment_from_cache(
 # --------------------------------------------------------------------------- figures
 
 
+def unavailable_reason(analysis: AlignmentAnalysis) -> str:
+    """Why (part of) an alignment analysis is missing, in one sentence without repeats.
+
+    A cache without pairs gives the same reason for every model; it is said
+    once (``"no fake has a real partner ..."``), before any missing field.
+    """
+    reasons = list(dict.fromkeys(analysis.unavailable.values()))
+    if "alignment" in analysis.unavailable:
+        return analysis.unavailable["alignment"]
+    return "; ".join(
+        f"{k}: {v}" for k, v in analysis.unavailable.items() if not k.startswith("null ")
+    ) or ("; ".join(reasons) if reasons else "")
+
+
+def _level_of(analysis: AlignmentAnalysis) -> tuple[str, int | None]:
+    """Return the summary's unit of inference and the number of videos behind it (largest cell)."""
+    level = getattr(analysis, "level", "frame")
+    n_units = None
+    if level == "video" and "n_clusters" in analysis.summary.columns and len(analysis.summary):
+        n_units = int(analysis.summary["n_clusters"].max())
+    return level, n_units
+
+
 def _panel_grid(fig, groups: list, models: list, width: str, sharex):
     """Axes ``{(group, model): ax}``: groups in rows at single width, in columns at double."""
     if width == "single":
@@ -887,6 +910,7 @@ def plot_alignment_histograms(
         column_width,
         figure,
         group_colors,
+        level_text,
         model_name,
         publication_style,
         set_caption,
@@ -904,8 +928,9 @@ def plot_alignment_histograms(
         )
     per = per[np.isfinite(per[value].to_numpy(dtype=np.float64))]
     if per.empty:
-        reason = "; ".join(f"{k}: {v}" for k, v in analysis.unavailable.items())
-        return unavailable_figure(reason or "no fake has a real partner", "alignment", width)
+        return unavailable_figure(
+            unavailable_reason(analysis) or NO_PAIRS, "alignment " + value, width
+        )
     models = [m for m in MODEL_FIELDS if m in set(per["model"])]
     groups = list(dict.fromkeys(per["group"]))
     colors = group_colors(["real", *groups])
@@ -916,11 +941,14 @@ def plot_alignment_histograms(
         lo = min(-0.1, float(per[value].min()))
         hi = max(1.0, float(per[value].max()))
         edges = np.linspace(lo, hi, bins + 1)
-    summ = analysis.summary.set_index(["group", "model"]) if value == "score" else None
     with publication_style():
         fig = figure(width, _grid_height(width, len(groups), len(models)))
         axes = _panel_grid(fig, groups, models, width, sharex="all")
         stats = {}
+        lo_key, hi_key = (
+            ("ci_low", "ci_high") if value == "score" else ("skill_ci_low", "skill_ci_high")
+        )
+        summ = analysis.summary.set_index(["group", "model"]) if len(analysis.summary) else None
         for (g, m), ax in axes.items():
             sub = per[(per["group"] == g) & (per["model"] == m)][value].to_numpy(np.float64)
             if sub.size == 0:
@@ -938,8 +966,8 @@ def plot_alignment_histograms(
                 ax.axvline(0.0, color="#555555", lw=1.0, ls=(0, (3, 1.5)))
             text = f"n={sub.size}, mean {sub.mean():.2f}"
             row = summ.loc[(g, m)] if summ is not None and (g, m) in summ.index else None
-            if row is not None and np.isfinite(row.get("ci_low", np.nan)):
-                text += f" [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+            if row is not None and np.isfinite(row.get(lo_key, np.nan)):
+                text += f" [{row[lo_key]:.2f}, {row[hi_key]:.2f}]"
             stats[(g, m)] = text
             ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
             ax.xaxis.set_major_locator(MaxNLocator(nbins=4 if width == "single" else 3))
@@ -966,6 +994,10 @@ def plot_alignment_histograms(
     n_boot = None
     if summ is not None and "n_boot" in analysis.summary.columns:
         n_boot = int(analysis.summary["n_boot"].iloc[0])
+    confidence = 0.95
+    if summ is not None and "confidence" in analysis.summary.columns:
+        confidence = float(analysis.summary["confidence"].iloc[0])
+    level, n_units = _level_of(analysis)
     if value == "score":
         what = (
             "the paper's Shapley alignment score: the overlap (histogram intersection, 0 to 1) "
@@ -983,13 +1015,16 @@ def plot_alignment_histograms(
         f"and model ({', '.join(model_name(m, model_names) for m in models)}), all on the same "
         "axes. Titles: n fakes, the mean"
         + (
-            f" and its 95 % bootstrap confidence interval"
-            f"{f' ({n_boot} resamples)' if n_boot else ''} in brackets"
+            f" and its {100 * confidence:g} % bootstrap confidence interval"
+            f"{f' ({n_boot} resamples)' if n_boot else ''} in brackets, "
+            + level_text(level, n_units)
             if summ is not None
             else ""
         )
         + ". Solid line: the mean."
     )
+    if value == "skill":
+        caption += " Dashed: 0, what a constant attribution scores."
     if has_floor:
         caption += (
             " Dashed: the mean score of a constant attribution on the same pairs (what an "
@@ -1001,6 +1036,167 @@ def plot_alignment_histograms(
             "attribution (shuffled-attribution null)."
         )
     set_caption(fig, caption)
+    return fig
+
+
+def _p_text(p: float, p_min: float | None = None) -> str:
+    """``p = 0.03`` (or ``p ≤ 0.001`` at the resolution limit), two significant digits."""
+    if not np.isfinite(p):
+        return "p n/a"
+    if p_min is not None and np.isfinite(p_min) and p <= p_min * (1 + 1e-9):
+        return f"p ≤ {p_min:.2g}"
+    return f"p = {p:.2g}"
+
+
+def plot_alignment_skill(
+    analysis: AlignmentAnalysis, *, width="double", model_names: dict | None = None
+):
+    """Draw the raw score beside its no-information floor, and the skill, per group and model.
+
+    Left (top at single width): each model's mean raw alignment score with
+    its confidence interval, and the mean score of a constant attribution on
+    the same pairs (the floor, a grey bar). Right (bottom): each model's mean
+    skill ``(score - floor) / (1 - floor)`` with its interval, a line at 0
+    (no better than a constant attribution) and the one-sided sign-flip
+    p-value of skill > 0 with its resolution. Intervals and tests at the
+    analysis's unit of inference (videos when the cache has them).
+
+    Parameters
+    ----------
+    analysis : AlignmentAnalysis
+    width : {"single", "double"}
+    model_names : dict of str to str, optional
+        Display names of the models (``"defocus"``, ``"rgb"``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Its caption (:func:`analysis.style.caption_of`) says what is drawn.
+    """
+    from matplotlib.lines import Line2D
+
+    from analysis.style import (
+        MODEL_COLORS,
+        MODEL_MARKERS,
+        column_width,
+        figure,
+        level_text,
+        model_name,
+        publication_style,
+        set_caption,
+        unavailable_figure,
+        wrap_label,
+    )
+
+    column_width(width)
+    summ = analysis.summary
+    if summ.empty or "skill_mean" not in summ.columns:
+        reason = unavailable_reason(analysis) or NO_PAIRS
+        return unavailable_figure(reason, "alignment skill", width)
+    groups = list(dict.fromkeys(summ["group"]))
+    models = [m for m in MODEL_FIELDS if m in set(summ["model"])]
+    rows = summ.set_index(["group", "model"])
+    offsets = {m: ((len(models) - 1) / 2 - j) * 0.28 for j, m in enumerate(models)}
+    ys = {g: len(groups) - 1 - i for i, g in enumerate(groups)}
+    panel_h = 0.32 * len(groups) + 0.45
+    confidence = float(summ["confidence"].iloc[0]) if "confidence" in summ else 0.95
+    n_boot = int(summ["n_boot"].iloc[0]) if "n_boot" in summ else None
+    n_perm = sorted({int(v) for v in summ.get("n_permutations", []) if v == v})
+    p_min = float(summ["p_min"].min()) if "p_min" in summ else None
+    level, n_units = _level_of(analysis)
+    with publication_style():
+        if width == "single":
+            fig = figure(width, 2 * panel_h + 0.75)
+            ax_raw, ax_skill = fig.subplots(2, 1, squeeze=True)
+        else:
+            fig = figure(width, panel_h + 0.7)
+            ax_raw, ax_skill = fig.subplots(1, 2, squeeze=True)
+        lo_raw, hi_raw = [], []
+        for g in groups:
+            floor = [float(rows.loc[(g, m), "floor_mean"]) for m in models if (g, m) in rows.index]
+            if floor:
+                f = float(np.nanmean(floor))
+                ax_raw.plot([f, f], [ys[g] - 0.38, ys[g] + 0.38], color="#999999", lw=3.0,
+                            solid_capstyle="butt", zorder=1)  # fmt: skip
+                lo_raw.append(f)
+                hi_raw.append(f)
+        for m in models:
+            for g in groups:
+                if (g, m) not in rows.index:
+                    continue
+                r = rows.loc[(g, m)]
+                y = ys[g] + offsets[m]
+                style = dict(color=MODEL_COLORS.get(m, "black"), marker=MODEL_MARKERS.get(m, "o"),
+                             ms=3.5, lw=0.9, capsize=1.5, capthick=0.8, zorder=3)  # fmt: skip
+                for ax, mean_k, lo_k, hi_k, lo_l, hi_l in (
+                    (ax_raw, "mean", "ci_low", "ci_high", lo_raw, hi_raw),
+                    (ax_skill, "skill_mean", "skill_ci_low", "skill_ci_high", None, None),
+                ):
+                    mean, lo, hi = (float(r[k]) for k in (mean_k, lo_k, hi_k))
+                    if not np.isfinite(mean):
+                        continue
+                    xerr = None
+                    if np.isfinite(lo) and np.isfinite(hi):
+                        xerr = [[mean - lo], [hi - mean]]
+                    ax.errorbar(mean, y, xerr=xerr, **style)
+                    if lo_l is not None:
+                        lo_l.append(lo if np.isfinite(lo) else mean)
+                        hi_l.append(hi if np.isfinite(hi) else mean)
+                p = float(r.get("skill_p_signflip", np.nan))
+                ax_skill.annotate(
+                    _p_text(p, float(r.get("p_min", np.nan))), (1.0, y),
+                    xycoords=("axes fraction", "data"), xytext=(3, 0),
+                    textcoords="offset points", va="center", fontsize=5.5,
+                    color=MODEL_COLORS.get(m, "black"),
+                )  # fmt: skip
+        if lo_raw:
+            span = max(hi_raw) - min(lo_raw)
+            pad = 0.08 * (span or 0.1)
+            ax_raw.set_xlim(max(0.0, min(lo_raw) - pad), min(1.0, max(hi_raw) + pad))
+        ax_skill.axvline(0.0, color="#555555", lw=0.8, ls=(0, (3, 1.5)), zorder=0)
+        labels = [wrap_label(g, 16) for g in groups]
+        for ax in (ax_raw, ax_skill):
+            ax.set_yticks([ys[g] for g in groups], labels)
+            ax.set_ylim(-0.6, len(groups) - 0.4)
+            ax.tick_params(axis="y", length=0)
+        if width == "double":
+            ax_skill.set_yticklabels([])
+        ax_raw.set_xlabel("raw alignment score (the paper's; 1 = perfect)")
+        ax_skill.set_xlabel("skill (score − floor) / (1 − floor)")
+        ax_raw.set_title("raw score and its no-information floor", fontsize=7)
+        ax_skill.set_title("skill: 0 = constant attribution, 1 = ∝ |fake − real|", fontsize=7)
+        handles = [
+            Line2D([], [], color=MODEL_COLORS.get(m, "black"), marker=MODEL_MARKERS.get(m, "o"),
+                   ms=3.5, lw=0.9, label=model_name(m, model_names))
+            for m in models
+        ]  # fmt: skip
+        handles.append(Line2D([], [], color="#999999", lw=3.0, solid_capstyle="butt",
+                              label="floor (constant attribution)"))  # fmt: skip
+        fig.legend(handles=handles, loc="outside lower center",
+                   ncols=2 if width == "single" else len(handles))  # fmt: skip
+    ns = ", ".join(
+        f"{g} {int(rows.loc[(g, models[0]), 'n'])}" for g in groups if (g, models[0]) in rows.index
+    )
+    set_caption(
+        fig,
+        "The paper's alignment score against what no information scores, per manipulation and "
+        f"model ({', '.join(model_name(m, model_names) for m in models)}). Left"
+        + (" (top)" if width == "single" else "")
+        + ": mean raw score (histogram intersection of |fake − real| and |attribution| over "
+        "defocus levels; markers) with its "
+        f"{100 * confidence:g} % bootstrap CI (bars)"
+        + (f" ({n_boot} resamples)" if n_boot else "")
+        + "; grey bar: the floor, the mean score of a constant attribution on the same pairs. "
+        "Right"
+        + (" (bottom)" if width == "single" else "")
+        + ": mean skill (score − floor) / (1 − floor) per fake with its CI; 0 (dashed) = no "
+        "better than a constant attribution, 1 = attribution proportional to |fake − real|, "
+        "below 0 = worse than constant. p: one-sided sign-flip permutation p-value of skill > "
+        "0"
+        + (f" ({', '.join(map(str, n_perm))} permutations" if n_perm else " (")
+        + (f"; smallest reachable p {p_min:.2g})" if p_min is not None else ")")
+        + f". Intervals and tests: {level_text(level, n_units)}. Fakes per manipulation: {ns}.",
+    )
     return fig
 
 
@@ -1042,11 +1238,10 @@ def plot_permutation_null(
 
     column_width(width)
     if not analysis.null:
-        reason = "; ".join(f"{k}: {v}" for k, v in analysis.unavailable.items())
+        reason = unavailable_reason(analysis)
         return unavailable_figure(
             reason
-            or "no permutation null was computed (fewer than 2 pairs per group, or "
-            "n_permutations=0)",
+            or "no permutation null was computed (fewer than 2 pairs per group, or null_samples=0)",
             "permutation null",
             width,
         )
@@ -1093,6 +1288,13 @@ def plot_permutation_null(
         ]  # fmt: skip
         fig.legend(handles=handles, loc="outside lower center", ncols=1)
     n_used = sorted({int(v) for v in analysis.summary.get("null_n", []) if v == v and v > 0})
+    null_levels = set(analysis.summary.get("null_level", [])) - {""}
+    how = (
+        "whole videos are deranged, so that no frame is scored with the attribution of a frame "
+        "of its own video (video-level)"
+        if null_levels == {"video"}
+        else "every sample is its own unit (frame-level)"
+    )
     set_caption(
         fig,
         "Does each fake's attribution belong to that fake? For each manipulation and model ("
@@ -1107,9 +1309,9 @@ def plot_permutation_null(
         )
         + " when every fake is scored with another sample's attribution (a random "
         f"derangement; {', '.join(map(str, sizes))} permutations), against the observed mean "
-        "on the same pairs (black line). p: one-sided permutation p-value, (1 + #null ≥ "
-        'observed) / (1 + permutations); with n permutations no p below 1/(n + 1) ("min") can '
-        "occur. This tests whether attributions are specific to their sample, not whether "
-        "they beat an attribution carrying no information.",
+        f"on the same pairs (black line); {how}. p: one-sided permutation p-value, (1 + #null "
+        '≥ observed) / (1 + permutations); with n permutations no p below 1/(n + 1) ("min") '
+        "can occur. This tests whether attributions are specific to their sample, not whether "
+        "they beat an attribution carrying no information (the skill does).",
     )
     return fig

@@ -350,9 +350,11 @@ class LocalisationAccumulator:
         self.sources: dict[str, str] = {}
         self.has_truth = False
         self.has_maps = False
+        self.n_blocks = 0
 
     def update(self, block) -> None:
         """Add the pairs of one :class:`analysis.pairing.PairedBlock`."""
+        self.n_blocks += 1
         regions = {}
         if "mask" in block.fake:
             self.has_truth = True
@@ -396,13 +398,18 @@ class LocalisationAccumulator:
         cols = ["group", "id", "model", "region", *_METRICS, "region_fraction"]
         per = pd.concat(self._rows, ignore_index=True) if self._rows else pd.DataFrame(columns=cols)
         unavailable = {}
+        if self.n_blocks == 0:  # no pairs: say so, not that a field is missing
+            from analysis.pairing import NO_PAIRS
+
+            unavailable.update({m: NO_PAIRS for m in self.models})
+            unavailable["defocus_mask"] = NO_PAIRS
         for m in self.models:
-            if m not in self.present:
+            if m not in self.present and m not in unavailable:
                 fields = " or ".join(f"'{f}'" for f in ATTRIBUTION_FIELDS[m])
-                unavailable[m] = f"the cache has no {fields} field (or no pairs)"
+                unavailable[m] = f"the cache has no {fields} field"
         if not self.has_truth:
             unavailable["truth"] = "the cache has no ground-truth 'mask' field"
-        if not self.has_maps:
+        if not self.has_maps and "defocus_mask" not in unavailable:
             unavailable["defocus_mask"] = "no paired 'defocus' maps"
         rows = []
         for (g, m, r), sub in per.groupby(["group", "model", "region"], sort=False):
@@ -564,15 +571,34 @@ def localisation_from_cache(
 # --------------------------------------------------------------------------- figures
 
 
-def _boot_ci(values: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """95 % percentile-bootstrap CI of the mean of ``values`` (NaN-free), seeded."""
+def _boot_ci(
+    values: np.ndarray, n_boot: int = 1000, seed: int = 0, confidence: float = 0.95
+) -> tuple[float, float]:
+    """Percentile-bootstrap CI of the mean of ``values`` (NaN-free), seeded."""
     v = np.asarray(values, dtype=np.float64)
     if v.size < 2:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     means = v[rng.integers(0, v.size, (n_boot, v.size))].mean(axis=1)
-    lo, hi = np.quantile(means, [0.025, 0.975])
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
     return float(lo), float(hi)
+
+
+def _boot_settings(analysis, n_boot, seed) -> tuple[int, int, float]:
+    """``n_boot, seed, confidence``: given values first, else the analysis's config."""
+    cfg = resolve_config(getattr(analysis, "config", None) or None)
+    return (
+        cfg.n_boot if n_boot is None else n_boot,
+        cfg.seed if seed is None else seed,
+        cfg.confidence,
+    )
+
+
+#: What the localisation figures say about their unit of inference.
+_FRAME_LEVEL = (
+    "Frame-level: every image is taken as independent (frames of one video are not grouped here)."
+)
 
 
 def _signed(value: float, digits: int = 3) -> str:
@@ -589,14 +615,14 @@ def plot_localisation_bars(
     *,
     width="double",
     model_names: dict | None = None,
-    n_boot: int = 1000,
-    seed: int = 0,
+    n_boot: int | None = None,
+    seed: int | None = None,
 ):
     """Bars of mass accuracy, rank accuracy and pointing game per group and model, per region.
 
     Only groups and models with scores in a region get a bar there (no empty
-    slots), centred on their metric's tick. Each bar carries its 95 %
-    bootstrap CI and, above it, n (samples with a non-empty region); a black
+    slots), centred on their metric's tick. Each bar carries its
+    bootstrap CI (95 % by default) and, above it, n (samples with a non-empty region); a black
     tick marks chance, the mean share of the image the region covers.
     Colour: manipulation; plain bars: defocus model, hatched: RGB model.
 
@@ -607,8 +633,9 @@ def plot_localisation_bars(
         Paper width: regions stacked (single) or side by side (double).
     model_names : dict of str to str, optional
         Display names of the models (``"defocus"``, ``"rgb"``).
-    n_boot, seed : int
-        Bootstrap resamples and seed of the CIs.
+    n_boot, seed : int, optional
+        Bootstrap resamples and seed of the CIs (default: the analysis's
+        config, see :class:`analysis.config.AnalysisConfig`).
 
     Returns
     -------
@@ -629,6 +656,7 @@ def plot_localisation_bars(
     )
 
     column_width(width)
+    n_boot, seed, confidence = _boot_settings(analysis, n_boot, seed)
     s = analysis.summary
     s = s[s["n"] > 0] if not s.empty else s
     if s.empty:
@@ -663,7 +691,7 @@ def plot_localisation_bars(
                     if vals.size == 0:
                         continue
                     mean = float(vals.mean())
-                    lo, hi = _boot_ci(vals, n_boot, seed)
+                    lo, hi = _boot_ci(vals, n_boot, seed, confidence)
                     ax.bar(x, mean, bw * 0.92, color=colors[g], edgecolor="white", lw=0.4,
                            hatch="/////" if m == "rgb" else None)  # fmt: skip
                     top = mean
@@ -698,10 +726,12 @@ def plot_localisation_bars(
         f"manipulation and model ({', '.join(model_name(m, model_names) for m in present)}). "
         "mass acc.: share of the total |attribution| inside the region; rank acc.: share of "
         "the K most-attributed pixels inside it (K = region size); pointing: share of samples "
-        "whose most-attributed pixel is inside it. Bars: means with 95 % bootstrap CIs "
-        f"({n_boot} resamples); numbers: n samples (fakes with a non-empty region); black "
+        f"whose most-attributed pixel is inside it. Bars: means with {100 * confidence:g} % "
+        f"bootstrap CIs ({n_boot} resamples); numbers: n samples (fakes with a non-empty "
+        "region); black "
         "ticks: chance, the mean share of the image the region covers (what an attribution "
-        "spread at random scores). Only manipulations with a non-empty region appear in a panel."
+        "spread at random scores). Only manipulations with a non-empty region appear in a panel. "
+        + _FRAME_LEVEL
     )
     for r, why in missing.items():
         if why and r not in regions:
@@ -715,8 +745,8 @@ def plot_deletion_curves(
     *,
     width="double",
     model_names: dict | None = None,
-    n_boot: int = 1000,
-    seed: int = 0,
+    n_boot: int | None = None,
+    seed: int | None = None,
 ):
     """Plot deletion curves (most-attributed pixels first vs a random order) per model.
 
@@ -732,8 +762,9 @@ def plot_deletion_curves(
     width : {"single", "double"}
     model_names : dict of str to str, optional
         Display names of the models (``"defocus"``, ``"rgb"``).
-    n_boot, seed : int
-        Bootstrap resamples and seed of the CIs.
+    n_boot, seed : int, optional
+        Bootstrap resamples and seed of the CIs (default: the analysis's
+        config, see :class:`analysis.config.AnalysisConfig`).
 
     Returns
     -------
@@ -751,6 +782,7 @@ def plot_deletion_curves(
     )
 
     column_width(width)
+    n_boot, seed, confidence = _boot_settings(analysis, n_boot, seed)
     if not analysis.deletion:
         reasons = [v for k, v in analysis.unavailable.items() if k.startswith("deletion")]
         return unavailable_figure(
@@ -776,7 +808,9 @@ def plot_deletion_curves(
             for j, (key, _auc_key, name, color, ls, marker) in enumerate(orders):
                 curves = getattr(d, key)
                 mean = curves.mean(axis=0)
-                ci = np.array([_boot_ci(curves[:, t], n_boot, seed) for t in range(mean.size)])
+                ci = np.array(
+                    [_boot_ci(curves[:, t], n_boot, seed, confidence) for t in range(mean.size)]
+                )
                 yerr = None
                 if np.all(np.isfinite(ci)):
                     yerr = [mean - ci[:, 0], ci[:, 1] - mean]
@@ -784,7 +818,7 @@ def plot_deletion_curves(
                             marker=marker, ms=3, lw=1.0, elinewidth=0.7, capsize=1.5,
                             label=name)  # fmt: skip
             diff = d.auc - d.random_auc
-            lo, hi = _boot_ci(diff, n_boot, seed)
+            lo, hi = _boot_ci(diff, n_boot, seed, confidence)
             ci_text = f" [{_signed(lo)}, {_signed(hi)}]" if np.isfinite(lo) else ""
             ax.set_title(
                 f"{model_name(m, model_names)} (n={len(d.auc)})\n"
@@ -809,13 +843,15 @@ def plot_deletion_curves(
         + ": the model's evidence for the true class (the logit for fakes, the negated logit "
         f"for reals) as a growing fraction of pixels ({steps} steps) is removed (set to the "
         f"sample's {' or '.join(fills)}), most-attributed pixels first (vermillion, solid) or "
-        "in a random order (blue, dashed; offset slightly along x). Points: means; bars: 95 % "
-        f"bootstrap CIs ({n_boot} resamples). Both panels share the y scale. AUC: area under "
+        "in a random order (blue, dashed; offset slightly along x). Points: means; bars: "
+        f"{100 * confidence:g} % bootstrap CIs ({n_boot} resamples). Both panels share the y "
+        "scale. AUC: area under "
         "the mean curve over the removed fraction 0 to 1, in logit; it is negative when the "
         "model's evidence for the true class is below 0 on average (the model leans to the "
         "wrong class on these samples). ΔAUC = AUC(most-attributed first) − AUC(random), "
-        "paired per sample, with its 95 % bootstrap CI: below 0 means removing the "
+        f"paired per sample, with its {100 * confidence:g} % bootstrap CI: below 0 means "
+        "removing the "
         "most-attributed pixels destroys the evidence faster than removing random ones, as a "
-        "faithful attribution should.",
+        "faithful attribution should. " + _FRAME_LEVEL,
     )
     return fig

@@ -18,6 +18,7 @@ import pandas as pd
 
 from analysis._validation import check_same_shape, check_threshold
 from analysis.config import PAPER_THRESHOLDS, AnalysisConfig, resolve_config
+from analysis.pairing import NO_PAIRS
 
 __all__ = [
     "PAPER_THRESHOLDS",
@@ -292,7 +293,7 @@ class MaskAccumulator:
         if not self.has_maps:
             unavailable["masks"] = "the cache has no 'defocus' field"
         elif counts.empty:
-            unavailable["masks"] = "no fake has a real partner (pair ids empty or unknown)"
+            unavailable["masks"] = NO_PAIRS
         rows = []
         for (g, t), sub in counts.groupby(["group", "threshold"], sort=False):
             rows.append({"group": g, "threshold": t, **_stats(sub["count"].to_numpy())})

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "NO_PAIRS",
+    "PAIRING_HINT",
     "PairPlan",
     "PairedBlock",
     "fake_groups",
@@ -38,6 +40,15 @@ __all__ = [
 ]
 
 _META_FIELDS = ("id", "pair_id", "label")
+
+#: How to give pairs (the same words as ``detector.data.pairing.PAIRING_HINT``, which
+#: this torch-free package cannot import; a test keeps the two equal).
+PAIRING_HINT = (
+    "give pairs with pair=stem (same file name) or pair=path (same relative path) in a "
+    "folders: spec, or a pair_id column (the real's id) in an index CSV"
+)
+#: Why a paired analysis (masks, local-variance pairs, alignment) is not available.
+NO_PAIRS = f"no fake has a real partner (pair ids empty or unknown): {PAIRING_HINT}"
 
 
 def match_by_id(pair_ids: Sequence[str], real_ids: Sequence[str]) -> np.ndarray:

@@ -34,6 +34,7 @@ from analysis.config import AnalysisConfig
 
 __all__ = [
     "SanityResult",
+    "plot_sanity_cascade",
     "rank_correlation",
     "read_sanity",
     "sanity_result",
@@ -337,3 +338,138 @@ def read_sanity(path) -> list[SanityResult]:
     with open(path, encoding="utf-8") as fh:
         data = json.load(fh)
     return [SanityResult.from_dict(d) for d in data.get("results", [])]
+
+
+def plot_sanity_cascade(
+    results: Sequence[SanityResult], *, width="double", model_names: dict | None = None
+):
+    """Draw the cascade curves: Spearman of ``|attribution|``, trained vs re-initialised, per stage.
+
+    One curve per model (:data:`analysis.style.MODEL_COLORS`): at each stage
+    the median over the samples of the Spearman rank correlation between the
+    trained model's ``|attribution|`` and that of the copy whose top layers
+    are re-initialised (x: how many layers, counted from the output), with
+    the interquartile range as a bar; the trained model itself is the point
+    (0, 1). A dashed line marks the flag threshold: a model whose median with
+    every layer re-initialised stays above it is flagged.
+
+    Parameters
+    ----------
+    results : sequence of SanityResult
+        From :func:`read_sanity` (or :func:`sanity_result`).
+    width : {"single", "double"}
+    model_names : dict of str to str, optional
+        Display names of the models (``"defocus"``, ``"rgb"``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Its caption (:func:`analysis.style.caption_of`) says what is drawn.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    from analysis.style import (
+        MODEL_COLORS,
+        MODEL_MARKERS,
+        column_width,
+        figure,
+        model_name,
+        publication_style,
+        set_caption,
+        unavailable_figure,
+    )
+
+    column_width(width)
+    results = [r for r in results if r.stages]
+    if not results:
+        return unavailable_figure(
+            "no model-randomisation check was run (run 'defocus sanity ... --out RUN/sanity' "
+            "and pass its folder with --sanity)",
+            "randomisation check",
+            width,
+        )
+    thresholds = sorted({float(r.threshold) for r in results})
+    with publication_style():
+        fig = figure(width, 2.6 if width == "single" else 2.2)
+        ax = fig.add_subplot()
+        top = max(int(r.stages[-1]["n_layers"]) for r in results)
+        dx = 0.012 * top
+        for j, r in enumerate(results):
+            s = r.summary()
+            x = np.r_[0, s["n_layers"].to_numpy(float)] + (j - (len(results) - 1) / 2) * dx
+            med = np.r_[1.0, s["median"].to_numpy(float)]
+            lo = np.r_[1.0, s["q1"].to_numpy(float)]
+            hi = np.r_[1.0, s["q3"].to_numpy(float)]
+            color = MODEL_COLORS.get(r.model, "black")
+            ax.errorbar(x, med, yerr=[med - lo, hi - med], color=color,
+                        marker=MODEL_MARKERS.get(r.model, "o"), ms=3.5, lw=1.0,
+                        elinewidth=0.8, capsize=1.8)  # fmt: skip
+            ceiling = _ceiling(r)
+            if ceiling is not None:
+                ax.plot([0, top * 1.02], [ceiling, ceiling], color=color, lw=0.8,
+                        ls=(0, (1, 1.5)), zorder=0)  # fmt: skip
+            verdict = "FLAGGED" if r.flagged else "passes"
+            ax.annotate(f"{r.full_median:.2f} ({verdict})", (x[-1], med[-1]), xytext=(4, 0),
+                        textcoords="offset points", va="center", fontsize=6,
+                        color=color)  # fmt: skip
+        for t in thresholds:
+            ax.axhline(t, color="#555555", lw=0.8, ls=(0, (3, 1.5)), zorder=0)
+        ax.axhline(0.0, color="#BBBBBB", lw=0.5, zorder=0)
+        ax.set_xlim(-0.03 * top, top * 1.22)
+        ax.set_ylim(min(-0.1, *(float(np.nanmin(r.spearman)) for r in results)) - 0.05, 1.05)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
+        ax.set_xlabel("layers re-initialised from the output (last point: all)")
+        ax.set_ylabel("Spearman ρ of |attr.|,\ntrained vs re-initialised")
+        handles = [
+            Line2D([], [], color=MODEL_COLORS.get(r.model, "black"),
+                   marker=MODEL_MARKERS.get(r.model, "o"), ms=3.5, lw=1.0,
+                   label=f"{model_name(r.model, model_names)} (n={len(r.ids)})")
+            for r in results
+        ]  # fmt: skip
+        handles.append(Line2D([], [], color="#555555", lw=0.8, ls=(0, (3, 1.5)),
+                              label="flag threshold"))  # fmt: skip
+        if any(_ceiling(r) is not None for r in results):
+            handles.append(Line2D([], [], color="#555555", lw=0.8, ls=(0, (1, 1.5)),
+                                  label="noise ceiling"))  # fmt: skip
+        fig.legend(handles=handles, loc="outside lower center",
+                   ncols=1 if width == "single" else len(handles))  # fmt: skip
+    explainers = sorted(
+        {str((r.info.get("explainer") or {}).get("name", "")) for r in results} - {""}
+    )
+    verdicts = "; ".join(
+        f"{model_name(r.model, model_names)}: median {r.full_median:.2f} with every layer "
+        f"re-initialised, {'FLAGGED' if r.flagged else 'passes'}"
+        + (f" (noise ceiling {_ceiling(r):.2f})" if _ceiling(r) is not None else "")
+        for r in results
+    )
+    ceiling_text = (
+        " Dotted, in each model's colour: the noise ceiling, the median correlation between two "
+        "explanations of the trained model itself with different explainer seeds; a "
+        "randomised model separates from the trained one only as far as it falls below it."
+        if any(_ceiling(r) is not None for r in results)
+        else ""
+    )
+    set_caption(
+        fig,
+        "Model-randomisation sanity check (Adebayo et al., 2018): the same samples are "
+        "attributed"
+        + (f" ({', '.join(explainers)})" if explainers else "")
+        + " by the trained model and by copies whose layers are re-initialised cascading from "
+        "the output down (x: how many layers; the last point re-initialises every layer). "
+        "Points: median over the samples of the Spearman rank correlation of |attribution| "
+        "with the trained model's; bars: interquartile range; the trained model itself is the "
+        "point (0, 1). Attributions that explain the model fall towards 0; a median above the "
+        f"flag threshold ({', '.join(f'{t:g}' for t in thresholds)}, dashed) with every layer "
+        f"random means they barely depend on what the model learned.{ceiling_text} "
+        f"{verdicts}.",
+    )
+    return fig
+
+
+def _ceiling(result: SanityResult) -> float | None:
+    """Median of ``info["ceiling"]`` (trained model, two explainer seeds), or None."""
+    values = np.array(
+        [np.nan if v is None else v for v in result.info.get("ceiling") or []], np.float64
+    )
+    return float(np.nanmedian(values)) if values.size and np.isfinite(values).any() else None

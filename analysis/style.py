@@ -44,6 +44,8 @@ __all__ = [
     "DEFOCUS_CMAP",
     "DIVERGING_CMAP",
     "MASK_CMAP",
+    "MODEL_COLORS",
+    "MODEL_MARKERS",
     "MODEL_NAMES",
     "OKABE_ITO",
     "SEQUENTIAL_CMAP",
@@ -57,6 +59,7 @@ __all__ = [
     "image_axes",
     "image_grid",
     "label_sample",
+    "level_text",
     "model_name",
     "publication_style",
     "sample_label",
@@ -66,6 +69,7 @@ __all__ = [
     "signed_ticks",
     "symmetric_norm",
     "unavailable_figure",
+    "wrap_label",
 ]
 
 #: Okabe & Ito (2008) palette, safe for the common colour-vision deficiencies.
@@ -91,6 +95,10 @@ MASK_CMAP = mcolors.ListedColormap(["#E8E8E8", "#D55E00"], name="binary_mask")
 COLUMN_WIDTHS: dict[str, float] = {"single": 3.5, "double": 7.0}
 #: Default display name of each model of a cache.
 MODEL_NAMES: dict[str, str] = {"defocus": "defocus model", "rgb": "RGB model"}
+#: Colour and marker of each model where models share a panel (skill, sanity check): black
+#: circles and vermillion squares, told apart by shape as well as by colour.
+MODEL_COLORS: dict[str, str] = {"defocus": "#000000", "rgb": "#D55E00"}
+MODEL_MARKERS: dict[str, str] = {"defocus": "o", "rgb": "s"}
 
 _GROUP_MARKERS = ("^", "s", "D", "v", "P", "X", "<", ">")
 
@@ -219,6 +227,28 @@ def model_name(model: str, names: dict[str, str] | None = None) -> str:
     return MODEL_NAMES.get(model, f"{model} model")
 
 
+def level_text(level: str, n_units: int | None = None) -> str:
+    """Say at which unit an interval or test was computed, for a caption.
+
+    Parameters
+    ----------
+    level : {"video", "frame"}
+        ``"video"``: whole videos resampled and tested as units; anything
+        else: every frame (image) taken as independent.
+    n_units : int, optional
+        Number of videos (named when given).
+
+    Returns
+    -------
+    str
+        E.g. ``"video-level (whole videos resampled and tested as units: 12 videos)"``.
+    """
+    if level == "video":
+        count = f": {n_units} videos" if n_units is not None else ""
+        return f"video-level (whole videos resampled and tested as units{count})"
+    return "frame-level (every image taken as independent)"
+
+
 def group_colors(groups: Iterable[str]) -> dict[str, str]:
     """Map each group to a fixed Okabe-Ito colour; ``"real"`` is always blue.
 
@@ -286,6 +316,28 @@ def _wrap_id(text: str, width: int) -> list[str]:
         elif tok:
             lines.append(tok)
     return lines
+
+
+def wrap_label(text: str, width: int = 14) -> str:
+    """Wrap a name (a group, a model) into lines of at most ``width`` characters.
+
+    Breaks after ``-``, ``_``, ``/`` or ``.`` and between words, so that
+    ``"inconsistent_blur"`` becomes the two lines ``inconsistent_`` and ``blur``
+    (never ``inconsistent_blu`` and ``r``).
+    """
+    words = str(text).split()
+    lines: list[str] = []
+    for word in words:
+        for part in _wrap_id(word, width):
+            if (
+                lines
+                and len(lines[-1]) + 1 + len(part) <= width
+                and not lines[-1].endswith(("-", "_", "/", "."))
+            ):
+                lines[-1] += " " + part
+            else:
+                lines.append(part)
+    return "\n".join(lines)
 
 
 def sample_label(sample_id: str, group: str | None = None, width: int = 16) -> str:

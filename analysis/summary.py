@@ -378,7 +378,9 @@ def summary_frames(analyses: dict, config=None) -> pd.DataFrame:
             rows.append(_row("embedding", "", emb.field, "unavailable", math.nan, f"{k}: {v}"))
     sanity = analyses.get("sanity")
     if sanity is not None:
-        rows += [_row(**r) for r in sanity.summary_rows()]
+        # one SanityResult or a list of them (one per model, as read_sanity returns)
+        for result in sanity if isinstance(sanity, (list, tuple)) else [sanity]:
+            rows += [_row(**r) for r in result.summary_rows()]
     if config is not None:
         from analysis.config import resolve_config
 

@@ -39,11 +39,13 @@ from scipy import ndimage
 
 from analysis._validation import as_maps, check_choice, check_positive_int, check_window
 from analysis.config import PADDINGS, AnalysisConfig, resolve_config
+from analysis.pairing import NO_PAIRS
 from analysis.stats import cluster_labels, cluster_means, paired_comparison
 
 __all__ = [
     "VarianceTest",
     "VarianceAnalysis",
+    "border_sentence",
     "border_share",
     "cliffs_delta",
     "holm",
@@ -677,7 +679,7 @@ def variance_from_cache(
                 "real": np.stack([found[h["pair_id"][i]] for i in keep]),
             }
     if not heatmaps:
-        unavailable["heatmaps"] = "no fake with a known real partner"
+        unavailable["heatmaps"] = NO_PAIRS
     level = (
         "video"
         if cfg.unit == "video" and has_video and (per_image["video"] != "").any()
@@ -721,7 +723,7 @@ def variance_from_cache(
         unavailable["ks_test"] = "the cache holds no fake sample (label 1)"
     paired = _paired_rows(per_image, fake_groups, level, cfg)
     if paired.empty and fake_groups:
-        unavailable["paired_test"] = "no fake has a known real partner (pair_id)"
+        unavailable["paired_test"] = NO_PAIRS
     s = per_image["border_mass_share"].to_numpy()
     w = per_image["mean_local_variance"].clip(lower=0).to_numpy()
     ok = ~np.isnan(s)
@@ -820,9 +822,6 @@ def plot_variance_heatmaps(
     norm.vmin = 0.0
     dnorm = symmetric_norm([(f - r)[interior] for r, f in maps], percentile)
     over = any(float(m.max()) > norm.vmax for pair in maps for m in pair)
-    stack = np.stack([m for pair in maps for m in pair]).astype(np.float64)
-    mass = float(stack[:, ~interior].sum() / max(stack.sum(), 1e-300)) if band else 0.0
-    area = float((~interior).mean()) if band else 0.0
     with publication_style():
         fig, axes, bars = image_grid(
             width, len(rows), ["real", "fake", "fake − real"], n_bars=2, title_height=0.22
@@ -860,9 +859,7 @@ def plot_variance_heatmaps(
     if band:
         caption += (
             f" With zero padding the outer {band} px (dashed) average in padded zeros, which "
-            f"inflates their local variance: in these maps that band holds {100 * mass:.0f} % "
-            f"of the local variance on {100 * area:.0f} % of the area. It is left out of both "
-            "colour scales"
+            "inflates their local variance; that band is left out of both colour scales"
             + (
                 f" (top: the {percentile:g}th percentile of the interior)"
                 if percentile < 100
@@ -872,6 +869,7 @@ def plot_variance_heatmaps(
         )
     elif percentile < 100:
         caption += f" Colour scales end at the {percentile:g}th percentile of the values shown."
+    caption += " " + border_sentence(analysis)
     set_caption(fig, caption)
     return fig
 
@@ -909,19 +907,28 @@ def plot_variance_ecdf(analysis: VarianceAnalysis, *, width="double"):
     styles = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1))]
     padding = getattr(analysis, "padding", "zeros")
     padding = {"zeros": "zero"}.get(padding, padding)
+    video = getattr(analysis, "level", "frame") == "video" and "video" in df.columns
+    unit = "video" if video else "image"
+
+    def units(sub):
+        """Per-image values, or per-video means (a frame without a video is its own unit)."""
+        values = sub["mean_local_variance"].to_numpy()
+        if not video:
+            return values
+        return cluster_means(values, cluster_labels(sub["video"], sub["id"]))[1]
+
     with publication_style():
         fig = figure(width, 2.9 if width == "single" else 2.5)
         ax = fig.add_subplot()
-        curves = [("real", df.loc[df["label"] == 0, "mean_local_variance"].to_numpy())]
+        curves = [("real", units(df[df["label"] == 0]))]
         for g in df.loc[df["label"] == 1, "group"].unique():
-            sel = (df["group"] == g) & (df["label"] == 1)
-            curves.append((g, df.loc[sel, "mean_local_variance"].to_numpy()))
+            curves.append((g, units(df[(df["group"] == g) & (df["label"] == 1)])))
         for j, (name, v) in enumerate(curves):
             if v.size == 0:
                 continue
             x = np.sort(v)
             y = np.arange(1, x.size + 1) / x.size
-            label = f"{name} (n={x.size})"
+            label = f"{name} (n={x.size}{' videos' if video else ''})"
             if tests is not None and name in tests.index:
                 t = tests.loc[name]
                 label += (
@@ -931,21 +938,70 @@ def plot_variance_ecdf(analysis: VarianceAnalysis, *, width="double"):
             ax.step(np.r_[x[0], x], np.r_[0.0, y], where="post", color=colors.get(name, "k"),
                     ls=styles[j % len(styles)], label=label)  # fmt: skip
         w = analysis.window
-        ax.set_xlabel(f"mean local variance per image ({w}×{w}, {padding} padding)")
-        ax.set_ylabel("fraction of images ≤ x")
+        ax.set_xlabel(f"mean local variance per {unit} ({w}×{w}, {padding} padding)")
+        ax.set_ylabel(f"fraction of {unit}s ≤ x")
         ax.set_ylim(0, 1.02)
         if width == "single":
             fig.legend(loc="outside lower center", ncols=1, fontsize=6.5)
         else:
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=6.5)
+    if video:
+        what = (
+            "the per-video mean of the per-image mean local variance "
+            f"({analysis.window}×{analysis.window} window, {padding} padding) of the real videos "
+            "and of the fake videos of each manipulation (a frame without a video counts as its "
+            "own unit). Video-level: the frames of a video are near-duplicates, so each video "
+            "is one unit of the test, as drawn"
+        )
+        n_text = "n videos"
+    else:
+        what = (
+            "the per-image mean local variance "
+            f"({analysis.window}×{analysis.window} window, {padding} padding) of every real image "
+            "and of the fakes of each manipulation. Frame-level: every image is counted as "
+            "independent"
+            + (
+                " (the cache names no videos)"
+                if getattr(analysis, "level", "frame") == "frame"
+                else ""
+            )
+        )
+        n_text = "n images"
     set_caption(
         fig,
-        "Empirical cumulative distribution of the per-image mean local variance "
-        f"({analysis.window}×{analysis.window} window, {padding} padding) of every real image "
-        "and of the fakes of each manipulation. Legend: n images; D, the two-sample "
+        f"Empirical cumulative distribution of {what}. Legend: {n_text}; D, the two-sample "
         "Kolmogorov-Smirnov statistic of that manipulation against all reals (largest vertical "
         "gap between the curves); p_Holm, its p-value Holm-corrected across manipulations; δ, "
-        "Cliff's delta (> 0: fakes have larger local variance). Every image is counted as "
-        "independent.",
+        "Cliff's delta (> 0: fakes have larger local variance). " + border_sentence(analysis),
     )
     return fig
+
+
+def border_sentence(analysis: VarianceAnalysis) -> str:
+    """Say which padding the local variance used and how much of its mass the border band holds.
+
+    Parameters
+    ----------
+    analysis : VarianceAnalysis
+
+    Returns
+    -------
+    str
+        One sentence, e.g. "Zero padding (the paper's): the 7-px border band holds 73 % of
+        the local-variance mass of all 32 maps on 39 % of their area."
+    """
+    padding = getattr(analysis, "padding", "zeros")
+    name = "Zero padding (the paper's)" if padding == "zeros" else f"{padding.capitalize()} padding"
+    share = getattr(analysis, "border_mass_share", float("nan"))
+    area = getattr(analysis, "border_area_share", float("nan"))
+    band = getattr(analysis, "border_band", analysis.window // 2)
+    if not (np.isfinite(share) and np.isfinite(area) and band):
+        return f"{name}."
+    n = len(analysis.per_image)
+    text = (
+        f"{name}: the {band}-px border band holds {100 * share:.0f} % of the local-variance "
+        f"mass of all {n} maps on {100 * area:.0f} % of their area"
+    )
+    if padding == "zeros" and share > area:
+        text += " (padded zeros inflate it; padding='reflect' avoids this)"
+    return text + "."

@@ -1,16 +1,30 @@
 """Speed and memory of the analysis stage.
 
-1. t-SNE: ``analysis.embedding.embed`` (PCA to 50 dims + openTSNE with a tuned
-   schedule) against scikit-learn's ``TSNE`` (default settings) measured in the
-   same run on the same clustered features, with trustworthiness (k = 5) of
-   both: 6,000 x 512, and 12,800 x 2,048 unless ``--skip-big``. Both use the
-   same number of threads (``--threads``).
+1. t-SNE: ``analysis.embedding.embed`` (PCA to 50 dims + openTSNE, FFT gradients above
+   2,000 points, 100 early-exaggeration + 250 normal iterations) against scikit-learn's
+   ``TSNE`` (Barnes-Hut, 250 + 750 iterations by default), both on one thread (or
+   ``--threads``), same input, same run:
+
+   - at their default schedules (ours 350 iterations, scikit-learn 1,000);
+   - at equal iterations: ours at scikit-learn's 250 + 750, and scikit-learn at ours'
+     total of 350 (``max_iter=350``: its 250 exploration iterations are fixed, then 100);
+   - quality of every embedding: trustworthiness at k = 5 (local), k-NN preservation at
+     k = 10 and k = 100, and the Spearman correlation of pairwise distances on 2,000
+     points (global structure);
+   - on clustered synthetic features (6,000 x 512; 12,800 x 2,048 unless
+     ``--skip-big``) and on a real feature set: the penultimate features of a cache
+     (``--cache runs/demo/cache``: the demo's trained detectors), or, without
+     ``--cache``, features of untrained ``resnet10t`` detectors on ``--real-n``
+     SyntheticDoF images computed here (real CNN features of real photos, but not a
+     trained model's; say which in a table).
 2. Memory: a generated N-sample (default 20,000) cache of S x S (default 299)
    maps written shard by shard with ``cache.CacheWriter``, then the full
    analysis (``summarise_cache`` with every part, plus every figure) in a
    fresh process whose peak resident memory (``ru_maxrss``) is reported.
 
-Run: ``.venv/bin/python benchmarks/analysis_bench.py [--skip-big] [--skip-memory]``.
+Run (a quiet machine for the final table):
+``python benchmarks/analysis_bench.py --cache runs/demo/cache [--skip-big] [--skip-memory]``
+(``--quick``: tiny sizes, a smoke run).
 """
 
 from __future__ import annotations
@@ -44,34 +58,134 @@ def clustered_features(n: int, d: int, k: int = 10, seed: int = 0):
     return x.astype(np.float32), labels
 
 
-def bench_tsne(n: int, d: int, threads: int, opentsne_defaults: bool) -> dict:
+def knn_preservation(x: np.ndarray, y: np.ndarray, k: int) -> float:
+    """Mean fraction of each point's ``k`` nearest neighbours in ``x`` that stay so in ``y``."""
+    from sklearn.neighbors import NearestNeighbors
+
+    a = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x, return_distance=False)[:, 1:]
+    b = NearestNeighbors(n_neighbors=k + 1).fit(y).kneighbors(y, return_distance=False)[:, 1:]
+    a.sort(axis=1)
+    b.sort(axis=1)
+    shared = [np.intersect1d(p, q, assume_unique=True).size for p, q in zip(a, b, strict=True)]
+    return float(np.mean(shared) / k)
+
+
+def distance_correlation(x: np.ndarray, y: np.ndarray, n: int = 2000, seed: int = 0) -> float:
+    """Spearman correlation of pairwise distances in ``x`` and ``y`` on ``n`` seeded points."""
+    from scipy.spatial.distance import pdist
+    from scipy.stats import spearmanr
+
+    idx = np.random.default_rng(seed).permutation(len(x))[:n]
+    return float(spearmanr(pdist(x[idx]), pdist(y[idx]))[0])
+
+
+def quality(x: np.ndarray, y: np.ndarray) -> dict:
+    """Local and global quality of an embedding ``y`` of ``x``."""
+    from analysis.embedding import trustworthiness
+
+    k_big = min(100, max(1, len(x) // 3))
+    return {
+        "trustworthiness_k5": trustworthiness(x, y, 5),
+        "knn_preservation_k10": knn_preservation(x, y, 10),
+        f"knn_preservation_k{k_big}": knn_preservation(x, y, k_big),
+        "spearman_pairwise_distances": distance_correlation(x, y),
+    }
+
+
+def bench_tsne(x: np.ndarray, threads: int, name: str, equal: bool = True) -> dict:
+    """Time and quality of ours and scikit-learn's t-SNE on ``x`` at several schedules."""
     import openTSNE  # noqa: F401  imports happen before any clock starts, for both sides
     import sklearn.decomposition  # noqa: F401
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
 
-    from analysis.embedding import embed, trustworthiness
+    from analysis.embedding import embed
 
-    x, _ = clustered_features(n, d)
-    out = {"n": n, "d": d, "threads": threads}
-    t = time.perf_counter()
-    ours = embed(x, perplexity=30, seed=0, n_jobs=threads)
-    out["ours_s"] = time.perf_counter() - t
-    out["ours_trust"] = trustworthiness(x, ours, 5)
-    if opentsne_defaults:
-        import openTSNE
+    x = np.asarray(x, dtype=np.float32)
+    n, d = x.shape
+    perplexity = min(30.0, (n - 1) / 3.0 - 1)
+    out: dict = {"data": name, "n": n, "d": d, "threads": threads, "perplexity": perplexity}
 
+    def ours(ee, it):
+        return embed(x, perplexity=perplexity, seed=0, n_jobs=threads, n_iter=it,
+                     early_exaggeration_iter=ee)  # fmt: skip
+
+    def sklearn(max_iter):
+        with threadpool_limits(limits=threads):
+            return TSNE(perplexity=perplexity, random_state=0, init="pca", n_jobs=threads,
+                        max_iter=max_iter).fit_transform(x)  # fmt: skip
+
+    runs = {
+        "ours_default_100+250": lambda: ours(100, 250),
+        "sklearn_default_250+750": lambda: sklearn(1000),
+    }
+    if equal:
+        runs["ours_at_sklearn_schedule_250+750"] = lambda: ours(250, 750)
+        runs["sklearn_at_ours_total_250+100"] = lambda: sklearn(350)
+    for key, run in runs.items():
         t = time.perf_counter()
-        y = openTSNE.TSNE(perplexity=30, n_jobs=threads, random_state=0).fit(x)
-        out["opentsne_default_s"] = time.perf_counter() - t
-        out["opentsne_default_trust"] = trustworthiness(x, np.asarray(y), 5)
-    t = time.perf_counter()
-    with threadpool_limits(limits=threads):
-        ref = TSNE(perplexity=30, random_state=0, init="pca", n_jobs=threads).fit_transform(x)
-    out["sklearn_s"] = time.perf_counter() - t
-    out["sklearn_trust"] = trustworthiness(x, ref, 5)
-    out["speedup"] = out["sklearn_s"] / out["ours_s"]
-    out["trust_diff"] = out["ours_trust"] - out["sklearn_trust"]
+        y = run()
+        out[key] = {"seconds": time.perf_counter() - t, **quality(x, np.asarray(y))}
+    base = out["sklearn_default_250+750"]["seconds"]
+    out["speedup_default"] = base / out["ours_default_100+250"]["seconds"]
+    if equal:
+        out["speedup_equal_schedule_1000"] = (
+            base / out["ours_at_sklearn_schedule_250+750"]["seconds"]
+        )
+        out["speedup_equal_total_350"] = (
+            out["sklearn_at_ours_total_250+100"]["seconds"] / out["ours_default_100+250"]["seconds"]
+        )
+    out["load_average_1min"] = os.getloadavg()[0]
+    return out
+
+
+def print_tsne(r: dict) -> None:
+    """One block of lines per data set: time and every quality measure of every run."""
+    print(
+        f"t-SNE on {r['data']} ({r['n']} x {r['d']}, perplexity {r['perplexity']:g}, "
+        f"{r['threads']} thread(s), load average {r['load_average_1min']:.1f}):",
+        flush=True,
+    )
+    for key, v in r.items():
+        if isinstance(v, dict):
+            measures = ", ".join(f"{m} {val:.4f}" for m, val in v.items() if m != "seconds")
+            print(f"    {key:<34} {v['seconds']:8.1f} s  {measures}", flush=True)
+    line = f"    speed-up at default schedules {r['speedup_default']:.2f}x"
+    if "speedup_equal_schedule_1000" in r:
+        line += (
+            f"; at scikit-learn's 1,000 iterations {r['speedup_equal_schedule_1000']:.2f}x"
+            f"; at ours' 350 {r['speedup_equal_total_350']:.2f}x"
+        )
+    print(line, flush=True)
+
+
+def real_features(cache: str | None, n: int, size: int = 64) -> dict[str, np.ndarray]:
+    """Penultimate features: a cache's fields, or untrained detectors on SyntheticDoF images."""
+    if cache:
+        from cache import open_cache
+
+        c = open_cache(cache)
+        fields = [f for f in ("features_defocus", "features_rgb") if f in c.fields]
+        if not fields:
+            raise ValueError(f"the cache {cache} holds no penultimate features")
+        return {f"{f} of {cache}": np.asarray(c.load(f), dtype=np.float32) for f in fields}
+    import torch
+
+    from detector.data import SyntheticDoF
+    from detector.models import build_detector
+
+    torch.manual_seed(0)
+    ds = SyntheticDoF(n, size=size, seed=0)
+    out = {}
+    for kind in ("defocus", "rgb"):
+        model = build_detector(kind, backbone="resnet10t", image_size=size).eval()
+        feats = []
+        with torch.no_grad():
+            for start in range(0, n, 64):
+                images = torch.stack([ds[i]["image"] for i in range(start, min(n, start + 64))])
+                feats.append(model.features(images).numpy())
+        name = f"features_{kind} of untrained resnet10t, {n} SyntheticDoF {size}px images"
+        out[name] = np.concatenate(feats).astype(np.float32)
     return out
 
 
@@ -218,7 +332,16 @@ def main(argv=None) -> int:
     p.add_argument("--skip-tsne", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--threads", type=int, default=1, help="threads for BOTH t-SNE implementations")
-    p.add_argument("--opentsne-defaults", action="store_true", help="also time openTSNE defaults")
+    p.add_argument("--cache", help="t-SNE on this cache's penultimate features (the demo's)")
+    p.add_argument(
+        "--real-n", type=int, default=2000, help="images for features without --cache (2000)"
+    )
+    p.add_argument("--no-equal", action="store_true", help="skip the equal-iteration runs")
+    p.add_argument(
+        "--skip-synthetic", action="store_true", help="t-SNE on the real feature set only"
+    )
+    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    p.add_argument("--out", default=str(ROOT / "runs" / "benchmarks"), help="JSON goes here")
     p.add_argument("--n-samples", type=int, default=20000)
     p.add_argument("--size", type=int, default=299)
     p.add_argument("--shard", type=int, default=200, help="samples per shard")
@@ -230,28 +353,27 @@ def main(argv=None) -> int:
     if args._analyse:
         analyse(*args._analyse)
         return 0
+    from safeio import atomic_write_json, check_output_dir
+
+    out_dir = check_output_dir(args.out)
     print(f"machine: {os.cpu_count()} CPU cores (shared), python {sys.version.split()[0]}")
+    results: dict = {"tsne": [], "quick": args.quick}
     if not args.skip_tsne:
         cases = [(6000, 512)] + ([] if args.skip_big else [(12800, 2048)])
-        for n, d in cases:
-            r = bench_tsne(n, d, args.threads, args.opentsne_defaults)
-            line = (
-                f"t-SNE {n} x {d} ({r['threads']} thread(s)): ours {r['ours_s']:.1f} s "
-                f"(trust {r['ours_trust']:.4f}), sklearn {r['sklearn_s']:.1f} s "
-                f"(trust {r['sklearn_trust']:.4f}) -> speed-up {r['speedup']:.2f}x, "
-                f"trust diff {r['trust_diff']:+.4f}"
-            )
-            if "opentsne_default_s" in r:
-                line += (
-                    f"; openTSNE defaults {r['opentsne_default_s']:.1f} s "
-                    f"({r['sklearn_s'] / r['opentsne_default_s']:.2f}x, "
-                    f"trust {r['opentsne_default_trust']:.4f})"
-                )
-            print(line, flush=True)
+        if args.quick:
+            cases = [(300, 64)]
+        if args.skip_synthetic:
+            cases = []
+        sets = {f"clustered synthetic {n} x {d}": clustered_features(n, d)[0] for n, d in cases}
+        sets.update(real_features(args.cache, 200 if args.quick else args.real_n))
+        for name, x in sets.items():
+            r = bench_tsne(x, args.threads, name, equal=not args.no_equal)
+            results["tsne"].append(r)
+            print_tsne(r)
     if not args.skip_memory:
-        r = bench_memory(
-            args.n_samples, args.size, args.shard, args.with_rgb, args.workdir, args.keep
-        )
+        n, size = (200, 64) if args.quick else (args.n_samples, args.size)
+        r = bench_memory(n, size, args.shard, args.with_rgb, args.workdir, args.keep)
+        results["memory"] = r
         print(
             f"full analysis of a {r['n']}-sample {r['size']}x{r['size']} cache "
             f"({r['cache_gb']:.1f} GB, shards of {r['shard']}, attr_rgb={r['with_rgb']}): "
@@ -259,6 +381,8 @@ def main(argv=None) -> int:
             f"(cache generation {r['generate_s']:.0f} s, peak {r['generate_peak_rss_mb']:.0f} MB)",
             flush=True,
         )
+    path = atomic_write_json(out_dir / "analysis_bench.json", results, default=str)
+    print(f"written {path}")
     return 0
 
 

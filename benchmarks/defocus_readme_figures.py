@@ -24,6 +24,7 @@ import torch  # noqa: E402
 
 from detector.defocus import DefocusConfig, estimate_defocus  # noqa: E402
 from detector.thin_lens import motorcycle_scene, photo_scene  # noqa: E402
+from safeio import atomic_path, check_output_dir  # noqa: E402
 
 
 def _maps(image: np.ndarray, **kw) -> np.ndarray:
@@ -42,7 +43,8 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
     buf.seek(0)
     img = Image.open(buf).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
-    img.save(path, optimize=True)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG", optimize=True)
 
 
 def photos_figure(path: Path) -> None:
@@ -103,8 +105,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="docs/img")
     args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(args.out)
     photos_figure(out / "defocus_photos.png")
     thin_lens_figure(out / "defocus_thin_lens.png")
     print(f"wrote {out / 'defocus_photos.png'} and {out / 'defocus_thin_lens.png'}")

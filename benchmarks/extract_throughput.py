@@ -1,30 +1,49 @@
-"""Speed and memory of the cached-inference stage: the four figures of the README.
+"""Speed and memory of the cached-inference stage, each figure against a named baseline.
 
-Run:  .venv/bin/python benchmarks/extract_throughput.py            (all four, ~5-10 min)
-      .venv/bin/python benchmarks/extract_throughput.py --only 2   (one figure)
-      .venv/bin/python benchmarks/extract_throughput.py --quick    (smaller, for a smoke run)
-      .venv/bin/python benchmarks/extract_throughput.py --only 3 --dask-images 192
+Run on a quiet machine for the final table (each figure prints one line and the
+load average; everything is written to ``runs/benchmarks/extract_throughput.json``):
 
-(1) per-image cost of ``shap-gradient`` at 200 samples, our extraction job
-    against the paper's way (one ``shap.GradientExplainer`` call per image
-    for each model plus a matplotlib figure per image, as its "Shapley Save"
-    notebook does), same models, same images, CPU, one torch thread each;
-    every way in its own fresh process, alternating, best of three rounds.
-(2) attribution error against a 4,000-sample estimate as a function of the
-    number of gradient evaluations, for shap's sampling, iid sampling and the
-    stratified scheme (background stratification + stratified interpolation
-    points); how many evaluations the stratified scheme needs to match shap's
-    error at 200.
-(3) wall time of the same extraction on a Dask LocalCluster with 2 worker
-    processes against 1 (one thread each; the cluster ``--workers`` starts,
-    ``cache.distributed.local_cluster``), cluster start-up included and not;
-    ``--dask-images 192`` for the README's figure.
-(4) peak resident memory of an extraction over 64 and over 512 samples (each
-    in a fresh process).
+  python benchmarks/extract_throughput.py --only 1 --configs legacy_xception:128 resnet10t:128
+  python benchmarks/extract_throughput.py --only 3 --dask-images 128 --dask-shard-size 64 8
+  python benchmarks/extract_throughput.py --only 4 --backbone resnet10t --size 128
+  python benchmarks/extract_throughput.py --quick     (tiny settings: a smoke run only)
 
-Timings on a shared machine are noisy: every figure is a ratio of two
-measurements taken in the same run. Results are printed and written to
-``runs/benchmarks/extract_throughput.json``.
+(1) Per-image cost of ``shap-gradient`` at 200 evaluations for both models (CPU, one
+    torch thread, same models, same images), each way in its own fresh process,
+    alternating, best of ``--rounds``:
+
+    ``ours``               ``cache.extract.extract`` end to end (maps, logits, features,
+                           both attributions, shards written and checksummed)
+    ``paper_nofig``        THE BASELINE: the loop of the paper's "Shapley Save" notebook
+                           (visualize/Shapley Save/Shapley Save.ipynb): defocus maps per
+                           batch, then per image one ``shap.GradientExplainer(...)(x)`` call
+                           per model, values kept in memory -- without its figure
+    ``paper``              the same loop with the notebook's 3-panel matplotlib figure per
+                           image saved as PNG (an extra: the figure is not attribution work)
+    ``ours_stratified66``  ours with ``sampling="stratified"`` at 66 evaluations (the count
+                           that matches shap's error at 200, figure 2)
+    ``attr_ours``          attribution compute alone: the job's explainers (batch norms
+                           folded, channels-last, stem shortcut) on precomputed inputs
+    ``attr_shap``          attribution compute alone: ``shap.GradientExplainer`` calls on
+                           the same precomputed inputs
+
+    ``--configs BACKBONE:SIZE ...`` picks the models: the paper's backbone
+    (``legacy_xception``; the paper runs 299 px) and the demo's (``resnet10t`` at 128).
+(2) Attribution error against a 4,000-evaluation estimate as a function of the number
+    of gradient evaluations, for shap's sampling, iid sampling and the stratified scheme.
+(3) Wall time of the same extraction on a Dask LocalCluster with 2 worker processes
+    against 1 (one thread each; the cluster ``--workers`` starts). Reported with and
+    without cluster start-up (and the first shard's warm-up), for every shard size of
+    ``--dask-shard-size`` (the job's default is 64 samples per shard; shards never mix
+    groups, so few large shards balance badly over two workers).
+(4) Peak memory of an extraction over 64 and over 512 samples with a real timm
+    backbone (``--backbone``/``--size``), each in a fresh process: peak resident set
+    (``VmHWM`` of /proc/self/status, and ``ru_maxrss``), which counts torch's tensors
+    (tracemalloc does not), and the same process's peak before the extraction (models
+    built, imports done) for comparison.
+
+Timings on a shared machine are noisy: figures are ratios of measurements taken in
+the same run, and each line states the load average.
 """
 
 from __future__ import annotations
@@ -63,18 +82,33 @@ def _dataset(n: int, size: int):
     return SyntheticDoF(n, size=max(32, size), seed=0)
 
 
-_WAYS = ("ours", "paper", "paper_nofig", "ours_stratified66")
+_WAYS = ("ours", "paper_nofig", "paper", "ours_stratified66", "attr_ours", "attr_shap")
 
 
-def _figure1_way(way: str, n_images: int, backbone: str, size: int, nsamples: int) -> float:
+class _Logit:
+    """``model.classify`` as the torch module shap.GradientExplainer wants: ``(B, 1)``."""
+
+    def __new__(cls, model):
+        import torch
+
+        class Logit(torch.nn.Module):
+            def __init__(self, m):
+                super().__init__()
+                self.m = m
+
+            def forward(self, x):
+                return self.m.classify(x).reshape(len(x), 1)
+
+        return Logit(model)
+
+
+def _figure1_way(way: str, n_images: int, backbone: str, size: int, nsamples: int):
     """Seconds per image of one way of figure 1, measured in this (fresh) process.
 
-    ``ours``: ``extract`` end to end (maps, logits, features, both attributions,
-    shards written); ``ours_stratified66``: the same with ``sampling="stratified"``
-    at 66 evaluations; ``paper``: per image one ``shap.GradientExplainer`` call per
-    model and a 3-panel figure saved as PNG (the "Shapley Save" notebook);
-    ``paper_nofig``: the calls without the figure. The images are generated
-    before timing (in memory for every way).
+    See the module docstring for the ways. The ``attr_*`` ways return
+    ``{"total", "defocus", "rgb"}`` (seconds per image, each model's share). The
+    images are generated before timing (in memory for every way); a warm-up call
+    of each way runs untimed first.
     """
     import matplotlib
 
@@ -83,9 +117,10 @@ def _figure1_way(way: str, n_images: int, backbone: str, size: int, nsamples: in
     import shap
     import torch
 
-    from cache.explainers import _Forward
     from cache.extract import ExtractConfig, extract
 
+    if way not in _WAYS:
+        raise ValueError(f"unknown way {way!r}; one of {_WAYS}")
     torch.set_num_threads(1)
     torch.manual_seed(0)
     d, r = _models(backbone, size)
@@ -94,42 +129,81 @@ def _figure1_way(way: str, n_images: int, backbone: str, size: int, nsamples: in
     bg = torch.stack([ds[i]["image"] for i in bg_ids])
     images = torch.stack([ds[i]["image"] for i in range(20, 20 + n_images)])
     work = _Subset(ds, range(20, 20 + n_images))
-    if way.startswith("ours"):
-        # ours_stratified66: the scheme at the evaluations that match shap@200's error
+    if way in ("ours", "ours_stratified66"):
         sampling = {"nsamples": 66, "sampling": "stratified"} if way != "ours" else {}
         cfg = ExtractConfig(
             **{"nsamples": nsamples, **sampling}, n_background=10, shard_size=16, batch_size=16
         )
         with tempfile.TemporaryDirectory() as tmp:
-            # warm-up (imports, first-call allocations), not timed
             warm = ExtractConfig(nsamples=8, n_background=2, shard_size=16)
             extract(_Subset(ds, range(18, 20)), Path(tmp) / "w", d, r, warm, bg, progress=False)
             t0 = time.perf_counter()
             extract(work, Path(tmp) / "c", d, r, cfg, background=bg, progress=False)
             return (time.perf_counter() - t0) / n_images
 
-    if way not in ("paper", "paper_nofig"):
-        raise ValueError(f"unknown way {way!r}; one of {_WAYS}")
-    figure = way != "paper_nofig"
+    if way.startswith("attr"):
+        # attribution compute alone, on the models' inputs computed beforehand
+        inputs = {
+            "defocus": [d.model_input(images[i : i + 1]) for i in range(n_images)],
+            "rgb": [r.model_input(images[i : i + 1]) for i in range(n_images)],
+        }
+        bgs = {
+            k: torch.cat([m.model_input(bg[i : i + 1]) for i in range(len(bg))])
+            for k, m in (("defocus", d), ("rgb", r))
+        }
+        ids = [f"img{i}" for i in range(n_images)]
+        if way == "attr_ours":
+            from cache.extract import _Job
+
+            cfg = ExtractConfig(nsamples=nsamples, n_background=10)
+            # only the job's explainer set-up is used (nothing is written)
+            job = _Job(work, ROOT, d, r, cfg, bgs, [], "cpu", 1)
+            job.prepare()  # folds batch norms, channels-last, builds the explainers
+            for kind in ("defocus", "rgb"):  # warm-up (first call probes the stem)
+                job._explainers[kind].attribute(inputs[kind][0], ["warm"])
+            per_kind = {}
+            for kind in ("defocus", "rgb"):
+                t0 = time.perf_counter()
+                for x, sid in zip(inputs[kind], ids, strict=True):
+                    job._explainers[kind].attribute(x, [sid])
+                per_kind[kind] = (time.perf_counter() - t0) / n_images
+            return {"total": per_kind["defocus"] + per_kind["rgb"], **per_kind}
+        explainers = {k: shap.GradientExplainer(_Logit(m), bgs[k]) for k, m in
+                      (("defocus", d), ("rgb", r))}  # fmt: skip
+        for kind in ("defocus", "rgb"):
+            explainers[kind](inputs[kind][0], nsamples=8)
+        per_kind = {}
+        for kind in ("defocus", "rgb"):
+            t0 = time.perf_counter()
+            for x in inputs[kind]:
+                explainers[kind](x, nsamples=nsamples)
+            per_kind[kind] = (time.perf_counter() - t0) / n_images
+        return {"total": per_kind["defocus"] + per_kind["rgb"], **per_kind}
+
+    figure = way == "paper"
     bg_maps = d.defocus_input(bg)
-    e_def = shap.GradientExplainer(_Forward(d.classify, keepdim=True), bg_maps)
-    e_rgb = shap.GradientExplainer(_Forward(r.classify, keepdim=True), r.model_input(bg))
+    e_def = shap.GradientExplainer(_Logit(d), bg_maps)
+    e_rgb = shap.GradientExplainer(_Logit(r), r.model_input(bg))
     with tempfile.TemporaryDirectory() as tmp:
         # warm-up, not timed
-        e_rgb.shap_values(r.model_input(bg[:1]), nsamples=8)
+        e_rgb(r.model_input(bg[:1]), nsamples=8)
         fig = plt.figure()
         fig.savefig(Path(tmp) / "w.png")
         plt.close(fig)
         t0 = time.perf_counter()
         # the "Shapley Save" notebook: maps per batch, then per image one explainer call
-        # per model and a 3-panel figure saved as PNG
+        # per model (explainer(x).values, as the notebook does), values kept in lists
+        dmaps, dshaps, rshaps = [], [], []
         for start in range(0, n_images, 16):
             batch = images[start : start + 16]
             maps = d.defocus_input(batch)
             for i in range(len(batch)):
                 rgb, dmap = r.model_input(batch[i : i + 1]), maps[i : i + 1]
-                ds_ = np.asarray(e_def.shap_values(dmap, nsamples=nsamples)).squeeze()
-                rs_ = np.asarray(e_rgb.shap_values(rgb, nsamples=nsamples)).squeeze()[0]
+                ds_ = np.asarray(e_def(dmap, nsamples=nsamples).values[0]).squeeze()
+                rs_ = np.asarray(e_rgb(rgb, nsamples=nsamples).values[0]).squeeze()[0]
+                dmaps.append(dmap.squeeze().numpy())
+                dshaps.append(ds_)
+                rshaps.append(rs_)
                 if not figure:
                     continue
                 rgb_np = rgb[0].permute(1, 2, 0).numpy()
@@ -147,16 +221,19 @@ def _figure1_way(way: str, n_images: int, backbone: str, size: int, nsamples: in
         return (time.perf_counter() - t0) / n_images
 
 
-def figure1(n_images: int, backbone: str, size: int, nsamples: int, rounds: int = 3) -> dict:
-    """Per-image cost: our job vs the paper's per-image explainer calls + figure.
+def figure1(
+    n_images: int, backbone: str, size: int, nsamples: int, rounds: int = 3, ways=_WAYS
+) -> dict:
+    """Per-image cost of every way of figure 1 (fresh process each, alternating, best of rounds).
 
-    Every measurement runs in a fresh process (as each way would be run), the
-    ways alternate, and the minimum over ``rounds`` is kept (the least
-    disturbed by other load on a shared machine).
+    The minimum over ``rounds`` is kept (the least disturbed by other load on a
+    shared machine). Ratios are against ``paper_nofig``, the paper's loop without
+    its figure.
     """
-    times: dict[str, list[float]] = {w: [] for w in _WAYS}
+    times: dict[str, list[float]] = {w: [] for w in ways}
+    per_model: dict[str, list[dict]] = {w: [] for w in ways if w.startswith("attr")}
     for _ in range(rounds):
-        for way in _WAYS:
+        for way in ways:
             args = [way, str(n_images), backbone, str(size), str(nsamples)]
             proc = subprocess.run(
                 [sys.executable, __file__, "--figure1-way", *args],
@@ -167,24 +244,67 @@ def figure1(n_images: int, backbone: str, size: int, nsamples: int, rounds: int 
             )
             if proc.returncode != 0:
                 raise RuntimeError(f"figure 1 way {way!r} failed:\n{proc.stderr[-3000:]}")
-            times[way].append(float(proc.stdout.strip().splitlines()[-1]))
+            value = json.loads(proc.stdout.strip().splitlines()[-1])
+            if isinstance(value, dict):
+                per_model[way].append(value)
+                value = value["total"]
+            times[way].append(float(value))
     best = {w: min(v) for w, v in times.items()}
-    ours, paper = best["ours"], best["paper"]
-    return {
+    out = {
         "backbone": backbone,
         "image_size": size,
         "nsamples": nsamples,
         "n_images": n_images,
-        "ours_s_per_image": ours,
-        "paper_s_per_image": paper,
-        "paper_without_figure_s_per_image": best["paper_nofig"],
-        "speedup": paper / ours,
-        "speedup_without_figure": best["paper_nofig"] / ours,
-        "ours_stratified66_s_per_image": best["ours_stratified66"],
-        "speedup_stratified66": paper / best["ours_stratified66"],
+        "baseline": "paper_nofig: the Shapley Save notebook's loop without its figure",
+        "s_per_image": best,
         "rounds": times,
         "load_average_1min": os.getloadavg()[0],
     }
+    if "paper_nofig" in best:
+        base = best["paper_nofig"]
+        for way in ("ours", "ours_stratified66"):
+            if way in best:
+                out[f"speedup_{way}"] = base / best[way]
+    if "attr_ours" in best and "attr_shap" in best:
+        out["speedup_attribution_alone"] = best["attr_shap"] / best["attr_ours"]
+        for kind in ("defocus", "rgb"):
+            shap_s = min(v[kind] for v in per_model["attr_shap"])
+            ours_s = min(v[kind] for v in per_model["attr_ours"])
+            out[f"attribution_alone_{kind}_s_per_image"] = {"shap": shap_s, "ours": ours_s}
+            out[f"speedup_attribution_alone_{kind}"] = shap_s / ours_s
+    if "paper" in best and "ours" in best:
+        out["speedup_vs_paper_with_figure"] = best["paper"] / best["ours"]
+    return out
+
+
+def _print_figure1(r: dict) -> None:
+    t = r["s_per_image"]
+    parts = [f"(1) {r['backbone']} {r['image_size']}px, shap-gradient {r['nsamples']} "
+             f"evaluations, both models, s/image:"]  # fmt: skip
+    if "paper_nofig" in t and "ours" in t:
+        parts.append(
+            f"paper's loop without figure (baseline) {t['paper_nofig']:.3f}, "
+            f"ours {t['ours']:.3f} -> {r['speedup_ours']:.2f}x"
+        )
+    if "ours_stratified66" in t and "paper_nofig" in t:
+        parts.append(
+            f"ours stratified@66 {t['ours_stratified66']:.3f} -> "
+            f"{r['speedup_ours_stratified66']:.2f}x"
+        )
+    if "attr_ours" in t and "attr_shap" in t:
+        parts.append(
+            f"attribution alone: shap {t['attr_shap']:.3f}, ours {t['attr_ours']:.3f} -> "
+            f"{r['speedup_attribution_alone']:.2f}x (defocus model "
+            f"{r['speedup_attribution_alone_defocus']:.2f}x, RGB model "
+            f"{r['speedup_attribution_alone_rgb']:.2f}x)"
+        )
+    if "paper" in t and "ours" in t:
+        parts.append(
+            f"[extra, not like for like: the paper's loop WITH its matplotlib figure "
+            f"{t['paper']:.3f} -> ours {r['speedup_vs_paper_with_figure']:.2f}x]"
+        )
+    parts.append(f"load average {r['load_average_1min']:.1f}")
+    print(parts[0] + " " + "; ".join(parts[1:]), flush=True)
 
 
 class _Materialized:
@@ -299,7 +419,7 @@ def figure3(n_images: int, backbone: str, size: int, nsamples: int, shard_size: 
     from dask.distributed import Client
 
     from cache.distributed import local_cluster
-    from cache.extract import ExtractConfig, extract
+    from cache.extract import ExtractConfig, extract, plan_shards
 
     d, r = _models(backbone, size)
     ds = _dataset(n_images + 20, size)
@@ -314,9 +434,10 @@ def figure3(n_images: int, backbone: str, size: int, nsamples: int, shard_size: 
         # the cluster `--workers N` starts (cache.distributed.local_cluster)
         with local_cluster(workers) as cluster, Client(cluster) as client:
             client.run(_warm)
-            with tempfile.TemporaryDirectory() as tmp:  # first use in the workers, not timed
-                warm = _Subset(ds, range(20, 20 + shard_size * workers))
-                extract(warm, Path(tmp) / "w", d, r, cfg, bg,
+            with tempfile.TemporaryDirectory() as tmp:  # first use in the workers
+                warm = _Subset(ds, range(20, 20 + 4 * workers))
+                wcfg = ExtractConfig(nsamples=8, n_background=10, shard_size=1, batch_size=1)
+                extract(warm, Path(tmp) / "w", d, r, wcfg, bg,
                         scheduler=cluster.scheduler_address, progress=False)  # fmt: skip
             startup = time.perf_counter() - t0
             cpu0 = sum(client.run(_cpu_seconds).values())
@@ -339,6 +460,9 @@ def figure3(n_images: int, backbone: str, size: int, nsamples: int, shard_size: 
         "n_images": n_images,
         "nsamples": nsamples,
         "backbone": backbone,
+        "image_size": size,
+        "shard_size": shard_size,
+        "shard_sizes_planned": [len(t.indices) for t in plan_shards(work, shard_size)],
         "workers": out,
         "speedup": out[1]["wall_s"] / out[2]["wall_s"],
         # the speedup divided by the ratio of CPU the OS gave the workers: 1.0 = perfect
@@ -357,61 +481,130 @@ import resource, sys, tempfile, time, torch
 from pathlib import Path
 torch.set_num_threads(1)
 from cache.extract import ExtractConfig, extract
-from cache.testing import TinyDataset, TinyDetector
-n = int(sys.argv[1])
-d, r = TinyDetector("defocus", 64, 8, 0).eval(), TinyDetector("rgb", 64, 8, 1).eval()
-cfg = ExtractConfig(nsamples=16, n_background=4, shard_size=32, batch_size=8)
+from detector.data import SyntheticDoF
+from detector.models import build_detector
+
+def vm_hwm_kib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return -1
+
+n, backbone, size, nsamples = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+torch.manual_seed(0)
+d = build_detector("defocus", backbone=backbone, image_size=size).eval()
+r = build_detector("rgb", backbone=backbone, image_size=size).eval()
+ds = SyntheticDoF(n + 20, size=size, seed=0)
+bg = torch.stack([ds[i]["image"] for i in range(20) if ds.samples[i].label == 0][:10])
+with torch.no_grad():
+    d.classify(d.model_input(bg[:2])); r.classify(r.model_input(bg[:2]))
+before = vm_hwm_kib()
+cfg = ExtractConfig(nsamples=nsamples, n_background=10)  # the job's default shard size (64)
+
+
+class Part:
+    def __init__(self, ds, lo, hi):
+        self.ds, self.idx = ds, list(range(lo, hi))
+        self.samples = [ds.samples[i] for i in self.idx]
+        self.has_masks = ds.has_masks
+
+    def __len__(self):
+        return len(self.idx)
+
+    def __getitem__(self, i):
+        return self.ds[self.idx[i]]
+
+    def describe(self):
+        return {"part": [self.idx[0], self.idx[-1]]}
+
+
 with tempfile.TemporaryDirectory() as tmp:
     t0 = time.perf_counter()
-    c = extract(TinyDataset(n, 64), Path(tmp) / "c", d, r, cfg, progress=False).cache
+    c = extract(Part(ds, 20, 20 + n), Path(tmp) / "c", d, r, cfg, background=bg,
+                progress=False).cache
     dt = time.perf_counter() - t0
     assert c.n_samples() == n
-    size = sum(f.stat().st_size for f in (Path(tmp) / "c" / "shards").iterdir())
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, dt, size)
+    size_b = sum(f.stat().st_size for f in (Path(tmp) / "c" / "shards").iterdir())
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(vm_hwm_kib(), rss, before, dt, size_b)
 """
 
 
-def figure4(sizes=(64, 512)) -> dict:
+def figure4(backbone: str, size: int, nsamples: int, sizes=(64, 512)) -> dict:
     """Peak RSS of extraction runs over different sample counts, each in a new process."""
-    out = {}
+    out: dict = {"backbone": backbone, "image_size": size, "nsamples": nsamples}
     for n in sizes:
         proc = subprocess.run(
-            [sys.executable, "-c", _MEM_SCRIPT, str(n)],
+            [sys.executable, "-c", _MEM_SCRIPT, str(n), backbone, str(size), str(nsamples)],
             capture_output=True,
             text=True,
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
-            check=True,
         )
-        rss_kb, seconds, nbytes = proc.stdout.split()
+        if proc.returncode != 0:
+            raise RuntimeError(f"figure 4 with {n} samples failed:\n{proc.stderr[-3000:]}")
+        hwm, maxrss, before, seconds, nbytes = proc.stdout.split()
         out[n] = {
-            "peak_rss_mib": int(rss_kb) / 1024,
+            "peak_rss_mib": int(hwm) / 1024,
+            "ru_maxrss_mib": int(maxrss) / 1024,
+            "peak_rss_before_extraction_mib": int(before) / 1024,
             "seconds": float(seconds),
             "cache_mib": int(nbytes) / 2**20,
         }
     a, b = sizes
     out["ratio"] = out[b]["peak_rss_mib"] / out[a]["peak_rss_mib"]
+    out["load_average_1min"] = os.getloadavg()[0]
     return out
+
+
+def _config(text: str) -> tuple[str, int]:
+    backbone, _, size = text.partition(":")
+    if not backbone or not size.isdigit():
+        raise argparse.ArgumentTypeError(f"expected BACKBONE:SIZE, got {text!r}")
+    return backbone, int(size)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", type=int, choices=[1, 2, 3, 4], action="append")
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="tiny settings: a smoke run")
+    parser.add_argument(
+        "--configs",
+        type=_config,
+        nargs="+",
+        default=[("legacy_xception", 128), ("resnet10t", 128)],
+        help="figure 1: BACKBONE:SIZE pairs (default: the paper's legacy_xception and the "
+        "demo's resnet10t, both at 128 px)",
+    )
+    parser.add_argument("--images", type=int, default=16, help="figure 1: images per way (16)")
+    parser.add_argument("--rounds", type=int, default=3, help="figure 1: rounds, best kept (3)")
+    parser.add_argument(
+        "--ways",
+        nargs="+",
+        choices=_WAYS,
+        default=list(_WAYS),
+        help="figure 1: the ways to time (default: all; paper_nofig and ours are needed)",
+    )
+    parser.add_argument("--nsamples", type=int, default=200, help="gradient evaluations (200)")
     parser.add_argument(
         "--backbone",
-        default="mobilenetv3_small_050",
-        help="timm backbone of detector.models, or 'tiny' (cache.testing.TinyDetector)",
+        default="resnet10t",
+        help="figures 2-4: timm backbone of detector.models, or 'tiny' (cache.testing)",
     )
-    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--size", type=int, default=64, help="figures 2-4: image size (64)")
     parser.add_argument(
-        "--dask-images", type=int, default=24, help="images extracted in figure 3 (default 24)"
+        "--dask-images", type=int, default=128, help="images extracted in figure 3 (128)"
     )
     parser.add_argument(
         "--dask-shard-size",
         type=int,
-        default=8,
-        help="samples per shard (one Dask task) in figure 3 (default 8; the job's default is 64)",
+        nargs="+",
+        default=[64, 8],
+        help="samples per shard (one Dask task) in figure 3 (default: 64, the job's "
+        "default, and 8)",
+    )
+    parser.add_argument(
+        "--memory-nsamples", type=int, default=50, help="figure 4: gradient evaluations (50)"
     )
     parser.add_argument("--out", default=str(ROOT / "runs" / "benchmarks"))
     parser.add_argument(
@@ -423,28 +616,31 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.figure1_way:
         way, n, backbone, size, nsamples = args.figure1_way
-        print(_figure1_way(way, int(n), backbone, int(size), int(nsamples)))
+        print(json.dumps(_figure1_way(way, int(n), backbone, int(size), int(nsamples))))
         return 0
+    from safeio import atomic_write_json, check_output_dir
+
+    out = check_output_dir(args.out)
     which = args.only or [1, 2, 3, 4]
     q = args.quick
-    results = {
+    results: dict = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared), "
         f"python {platform.python_version()}",
+        "quick": q,
     }
     if 1 in which:
-        r = figure1(4 if q else 32, args.backbone, args.size, 200)
-        results["1_per_image_cost"] = r
-        print(
-            f"(1) per image, shap-gradient 200 samples, both models ({r['backbone']} "
-            f"{r['image_size']}px): paper's way {r['paper_s_per_image']:.3f} s "
-            f"(without figure {r['paper_without_figure_s_per_image']:.3f} s), ours "
-            f"{r['ours_s_per_image']:.3f} s -> {r['speedup']:.2f}x "
-            f"({r['speedup_without_figure']:.2f}x against the paper's calls without figure); "
-            f"ours with sampling=stratified at 66 evaluations "
-            f"{r['ours_stratified66_s_per_image']:.3f} s -> {r['speedup_stratified66']:.2f}x; "
-            f"load average {r['load_average_1min']:.1f}",
-            flush=True,
-        )
+        results["1_per_image_cost"] = []
+        for backbone, size in args.configs:
+            r = figure1(
+                2 if q else args.images,
+                backbone,
+                32 if q else size,
+                8 if q else args.nsamples,
+                rounds=1 if q else args.rounds,
+                ways=tuple(args.ways),
+            )
+            results["1_per_image_cost"].append(r)
+            _print_figure1(r)
     if 2 in which:
         grid = [8, 16, 24, 32, 50, 66, 100, 200] if not q else [10, 30, 66, 200]
         r = figure2(4 if q else 8, args.backbone, args.size, 1000 if q else 4000, grid)
@@ -461,40 +657,53 @@ def main(argv=None) -> int:
             flush=True,
         )
     if 3 in which:
-        r = figure3(
-            8 if q else args.dask_images,
-            args.backbone,
-            args.size,
-            100 if q else 200,
-            shard_size=2 if q else args.dask_shard_size,
-        )
-        results["3_dask_workers"] = r
-        w = r["workers"]
-        print(
-            f"(3) Dask LocalCluster, {r['n_images']} images: 1 worker {w[1]['wall_s']:.1f} s "
-            f"({w[1]['cores_obtained']:.2f} cores obtained), 2 workers {w[2]['wall_s']:.1f} s "
-            f"({w[2]['cores_obtained']:.2f} cores obtained) -> {r['speedup']:.2f}x "
-            f"({r['speedup_with_startup_and_warmup']:.2f}x with cluster start-up and warm-up; "
-            f"scaling efficiency per CPU obtained {r['scaling_efficiency_per_cpu_obtained']:.2f}); "
-            f"load average {r['load_average_1min']:.1f} on {r['cpus']} cores",
-            flush=True,
-        )
+        results["3_dask_workers"] = []
+        for shard_size in [2] if q else args.dask_shard_size:
+            r = figure3(
+                8 if q else args.dask_images,
+                args.backbone,
+                32 if q else args.size,
+                8 if q else args.nsamples,
+                shard_size=shard_size,
+            )
+            results["3_dask_workers"].append(r)
+            w = r["workers"]
+            print(
+                f"(3) Dask LocalCluster, {r['n_images']} images ({r['backbone']} "
+                f"{r['image_size']}px), shards of {r['shard_size']} "
+                f"(sizes {r['shard_sizes_planned']}): 1 worker {w[1]['wall_s']:.1f} s, "
+                f"2 workers {w[2]['wall_s']:.1f} s -> {r['speedup']:.2f}x without start-up; "
+                f"with cluster start-up and warm-up {w[1]['wall_s'] + w[1]['startup_s']:.1f} s "
+                f"vs {w[2]['wall_s'] + w[2]['startup_s']:.1f} s -> "
+                f"{r['speedup_with_startup_and_warmup']:.2f}x; cores obtained "
+                f"{w[1]['cores_obtained']:.2f} / {w[2]['cores_obtained']:.2f}; "
+                f"load average {r['load_average_1min']:.1f} on {r['cpus']} cores",
+                flush=True,
+            )
     if 4 in which:
-        r = figure4((64, 512) if not q else (32, 128))
+        r = figure4(
+            args.backbone,
+            32 if q else args.size,
+            4 if q else args.memory_nsamples,
+            (8, 32) if q else (64, 512),
+        )
         results["4_peak_memory"] = r
-        keys = [k for k in r if k != "ratio"]
+        keys = [k for k in r if isinstance(k, int)]
         print(
-            "(4) peak RSS: "
-            + ", ".join(f"{k} samples {r[k]['peak_rss_mib']:.0f} MiB" for k in keys)
+            f"(4) peak RSS (VmHWM, fresh process), {r['backbone']} {r['image_size']}px, "
+            f"{r['nsamples']} evaluations: "
+            + ", ".join(
+                f"{k} samples {r[k]['peak_rss_mib']:.0f} MiB "
+                f"({r[k]['peak_rss_before_extraction_mib']:.0f} MiB before extracting)"
+                for k in keys
+            )
             + f" -> ratio {r['ratio']:.3f} (cache sizes "
             + ", ".join(f"{r[k]['cache_mib']:.1f} MiB" for k in keys)
-            + ")",
+            + f"); load average {r['load_average_1min']:.1f}",
             flush=True,
         )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "extract_throughput.json").write_text(json.dumps(results, indent=1, default=str))
-    print(f"written {out / 'extract_throughput.json'}")
+    path = atomic_write_json(out / "extract_throughput.json", results, default=str)
+    print(f"written {path}")
     return 0
 
 

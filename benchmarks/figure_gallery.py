@@ -55,12 +55,12 @@ def _png_bytes(path: Path) -> bytes:
 
 
 def _analyses(run: Path, quick: bool, device: str):
-    """Run (or reuse) the demo, then the analyses with its models and settings."""
+    """Run (or reuse) the demo, then the analyses with its models and its one AnalysisConfig."""
     import torch
 
     from cache import open_cache
     from defocus_forensics.demo import DemoConfig, _predictors, run_demo
-    from defocus_forensics.figures import FigureParams, compute_analyses
+    from defocus_forensics.figures import compute_analyses
     from detector.models import build_detector, load_checkpoint
 
     config = DemoConfig(out=run, quick=quick, notebooks=False, progress=False, device=device)
@@ -71,21 +71,18 @@ def _analyses(run: Path, quick: bool, device: str):
         load_checkpoint(model, run / "models" / kind / "best.pt")
         models[kind] = model.eval()
     torch.manual_seed(config.seed)
-    params = FigureParams(
-        perplexities=config.perplexities,
-        n_boot=config.n_boot,
-        n_permutations=config.n_permutations,
-        seed=config.seed,
-    )
+    analysis = config.analysis
     cache = open_cache(run / "cache")
+    sanity = run / "sanity"
     _, analyses = compute_analyses(
         cache,
-        params,
+        analysis.config,
         predict=_predictors(models, config.device),
-        deletion_samples=config.deletion_samples,
-        deletion_steps=config.deletion_steps,
+        deletion_samples=analysis.deletion_samples,
+        deletion_steps=analysis.deletion_steps,
+        sanity=sanity if (sanity / "sanity.json").is_file() else None,
     )
-    return cache, params, analyses
+    return cache, analysis.config, analyses
 
 
 def _markdown(manifests: dict[str, dict], command: str) -> str:
@@ -110,13 +107,25 @@ def _markdown(manifests: dict[str, dict], command: str) -> str:
         "defocus figures --cache runs/demo/cache --out runs/demo/figures          # 7 in wide",
         "defocus figures --cache runs/demo/cache --out runs/demo/figures-1col --width single",
         "defocus figures --cache runs/demo/cache --out /tmp/f --only masks alignment",
+        "defocus figures --cache runs/demo/cache --out /tmp/f --padding reflect --unit frame",
+        "defocus figures --cache runs/demo/cache --out /tmp/f --sanity runs/demo/sanity \\",
+        "    --config runs/demo/figures/figures_manifest.json   # the run's own analysis settings",
         "```",
+        "",
+        "What is computed is set by one `analysis.config.AnalysisConfig` (the options "
+        "`--window`, `--padding`, `--bins`, `--perplexities`, `--n-per-class`, `--n-boot`, "
+        "`--n-permutations` (default 999, so a p-value can reach 0.001), `--null-samples`, "
+        "`--confidence`, `--unit`, `--seed`, `--thresholds`, or `--config FILE` with such a "
+        "config); `figures_manifest.json` records it as `analysis_config`, so the figures, the "
+        "summary, the report and the notebooks of a run can be checked to use the same one. The "
+        "randomisation-check figure needs the folder written by `defocus sanity` (`--sanity`); "
+        "the deletion curves need the models (the demo and the Python API pass them).",
         "",
         "Each figure is written as vector PDF and PNG at exactly the chosen width (the files "
         "are not cropped: a single-column PDF is 252 pt wide), next to `figures_manifest.json`, "
         "which records per figure its caption, files, the cache fields and functions it was "
-        "drawn from, and the parameters. In Python every `plot_*` function takes `width=` and "
-        "returns a figure that carries its caption:",
+        "drawn from, the analysis settings and the figure options. In Python every `plot_*` "
+        "function takes `width=` and returns a figure that carries its caption:",
         "",
         "```python",
         "from analysis.masks import masks_from_cache, plot_mask_gallery",
@@ -157,7 +166,16 @@ def _markdown(manifests: dict[str, dict], command: str) -> str:
         "- Attribution colour bars are in logit units: the explainers explain the detector's "
         "logit.",
         "- With more than seven manipulations, colours repeat (markers after eight).",
-        "- The statistics quoted in captions treat every image as independent (frame level).",
+        "- Every interval and test names its unit of inference in the caption: video-level "
+        "(whole videos resampled and tested, when the cache has a `video` field and the unit is "
+        "`video`) or frame-level (every image independent). The localisation scores and the "
+        "deletion curves are frame-level only. The demo's synthetic data has no videos, so the "
+        "gallery below is frame-level throughout.",
+        "- The alignment figures show the paper's raw score beside its floor (what a constant "
+        "attribution scores on the same pairs) and the skill (score − floor) / (1 − floor): 0 = "
+        "no better than a constant attribution, 1 = attribution proportional to |fake − real|.",
+        "- The local-variance captions name the padding and how much of the local-variance mass "
+        "the border band holds.",
         "- The deletion curves need the models themselves (the demo and the Python API pass "
         "them); from a cache alone that figure is the notice saying so.",
         "",
@@ -203,12 +221,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     docs = check_output_dir(args.docs, "--docs")
     run = check_output_dir(args.run, "--run")
-    cache, params, analyses = _analyses(run, not args.full, args.device)
+    cache, config, analyses = _analyses(run, not args.full, args.device)
     manifests = {}
     with tempfile.TemporaryDirectory() as tmp:
         for width in ("single", "double"):
             start = time.perf_counter()
-            manifest = draw_figures(cache, Path(tmp) / width, params=params, analyses=analyses,
+            manifest = draw_figures(cache, Path(tmp) / width, config=config, analyses=analyses,
                                     formats=("pdf", "png"), dpi=args.dpi, progress=False,
                                     width=width)  # fmt: skip
             seconds = time.perf_counter() - start

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 
@@ -58,6 +59,10 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     p.add_argument("--json", help="also write the figures to this JSON file")
     args = p.parse_args()
+    if args.json:
+        from safeio import check_output_file
+
+        args.json = check_output_file(args.json, "--json")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -122,6 +127,10 @@ def main() -> None:
     base = next((r["train_seconds"] for r in rows if r["model"] == "rgb"), None)
     print()
     print(
+        f"baseline of 'time / RGB': the RGB model trained in this run; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
+    print(
         "| model | test AUC | test acc | AUC all_in_focus | AUC inconsistent_blur | "
         "AUC pasted_region | train time (s) | time / RGB |"
     )
@@ -135,8 +144,9 @@ def main() -> None:
             f"{aif:.3f} | {inc:.3f} | {pas:.3f} | {r['train_seconds']:.0f} | {ratio} |"
         )
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"generation_seconds_per_sample": gen, "rows": rows}, fh, indent=2)
+        from safeio import atomic_write_json
+
+        atomic_write_json(args.json, {"generation_seconds_per_sample": gen, "rows": rows})
 
 
 if __name__ == "__main__":

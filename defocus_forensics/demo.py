@@ -14,15 +14,25 @@ pipeline on a laptop CPU:
 3. ``evaluate``: test metrics of both models (:func:`detector.train.evaluate`);
 4. ``extract``: the cache of the test split with both models and shap-gradient
    attributions (:func:`cache.extract.extract`);
-5. ``analyse``: every analysis (:func:`analysis.summary.summarise_cache`), the
-   summary table and every figure (:mod:`defocus_forensics.figures`);
-6. ``notebooks``: every notebook executed on the cache, with HTML renderings;
-7. ``report``: ``report.html``.
+5. ``sanity``: the model-randomisation check of both models' attributions on a
+   few test fakes (:mod:`cache.sanity`, :mod:`analysis.sanity`);
+6. ``analyse``: every analysis (:func:`analysis.summary.summarise_cache`), the
+   summary table, the headline numbers and every figure
+   (:mod:`defocus_forensics.figures`);
+7. ``notebooks``: every notebook executed on the cache, with HTML renderings;
+8. ``report``: ``report.html``.
+
+The analyses, figures, notebooks and report of a run all use ONE
+:class:`analysis.config.AnalysisConfig`, that of the preset
+(:data:`ANALYSIS_FULL` or :data:`ANALYSIS_QUICK`, with the run's seed),
+recorded in ``run.json``, ``summary.json`` and ``figures_manifest.json``:
+the same run gives the same numbers everywhere.
 
 Layout of the output folder ``OUT`` (default ``runs/demo``)::
 
     OUT/models/{defocus,rgb}/   best.pt, last.pt, history.csv, metrics.json, test_metrics.json
     OUT/cache/                  manifest.json + shards/*.npz
+    OUT/sanity/                 sanity.json, sanity.csv (model-randomisation check)
     OUT/summary/                summary.csv, summary.md (every number of every analysis)
     OUT/summary.json            headline numbers + the summary table
     OUT/figures/                *.pdf, *.png, figures_manifest.json
@@ -45,15 +55,26 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from analysis.config import AnalysisConfig
 from safeio import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FULL", "QUICK", "DemoConfig", "DemoResult", "format_closing_summary", "run_demo"]
+__all__ = [
+    "ANALYSIS_FULL",
+    "ANALYSIS_QUICK",
+    "FULL",
+    "QUICK",
+    "DemoAnalysis",
+    "DemoConfig",
+    "DemoResult",
+    "format_closing_summary",
+    "run_demo",
+]
 
 #: Settings of the full demo (under 5 minutes on 2 quiet CPU cores; docs/demo-speed.md).
 FULL: dict[str, Any] = dict(
@@ -67,11 +88,6 @@ FULL: dict[str, Any] = dict(
     lr=3e-3,
     nsamples=16,
     n_background=10,
-    perplexities=(5, 10, 20, 40),
-    n_boot=1000,
-    n_permutations=100,
-    deletion_samples=16,
-    deletion_steps=6,
 )
 #: Settings of ``--quick`` (under 2 minutes on 2 CPU cores; used by the tests).
 QUICK: dict[str, Any] = dict(
@@ -85,11 +101,80 @@ QUICK: dict[str, Any] = dict(
     lr=1e-3,
     nsamples=4,
     n_background=4,
-    perplexities=(5, 10),
-    n_boot=200,
-    n_permutations=20,
+)
+
+
+@dataclass(frozen=True)
+class DemoAnalysis:
+    """Analysis settings of a demo run: ONE AnalysisConfig for every output, and the model checks.
+
+    Parameters
+    ----------
+    config : AnalysisConfig
+        Every analysis setting; figures, summary, headline, notebooks and
+        report all use it (its seed is the run's).
+    deletion_samples, deletion_steps : int
+        Samples per group and removed fractions of the deletion curves.
+    sanity_samples : int
+        Test fakes attributed by the model-randomisation check.
+    sanity_stages : int
+        Cascading randomisation stages (the top layer alone ... every layer);
+        1: every layer at once only.
+    sanity_nsamples : int
+        shap-gradient samples per attribution in the check. Few samples make
+        the maps noisy: the check also explains the trained model with another
+        explainer seed (the noise ceiling) and needs that ceiling well above
+        the trained-vs-random correlation to separate them (at 4 samples it
+        does not: 0.41 vs 0.36 on the quick demo; at 12: 0.70 vs 0.35).
+    """
+
+    config: AnalysisConfig = field(default_factory=AnalysisConfig)
+    deletion_samples: int = 16
+    deletion_steps: int = 6
+    sanity_samples: int = 16
+    sanity_stages: int = 4
+    sanity_nsamples: int = 16
+
+    def __post_init__(self):
+        if isinstance(self.config, dict):
+            object.__setattr__(self, "config", AnalysisConfig.from_dict(self.config))
+        if not isinstance(self.config, AnalysisConfig):
+            raise ValueError(f"config must be an AnalysisConfig, got {type(self.config).__name__}")
+        minimum = {"deletion_samples": 1, "deletion_steps": 2, "sanity_samples": 0,
+                   "sanity_stages": 1, "sanity_nsamples": 1}  # fmt: skip
+        for key, low in minimum.items():
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{key} must be an integer >= {low}, got {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the settings as a JSON-ready dict (``config`` as a dict too)."""
+        out = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        out["config"] = self.config.to_dict()
+        return out
+
+
+#: Analysis settings of the full demo: the AnalysisConfig defaults (999 permutations, so a
+#: p-value can reach 0.001; 1000 bootstrap resamples) with the paper's perplexity sweep.
+ANALYSIS_FULL = DemoAnalysis(
+    config=AnalysisConfig(perplexities=(5, 10, 20, 40)),
+    deletion_samples=16,
+    deletion_steps=6,
+    sanity_samples=8,
+    sanity_stages=3,
+    sanity_nsamples=32,
+)
+#: Analysis settings of ``--quick``: the same statistics (999 permutations are cheap) on its
+#: few samples; a smaller t-SNE sweep and deletion curves, and a randomisation check of 3 fakes
+#: with the whole model re-initialised at once (12 shap-gradient samples: at 4 the explainer's
+#: own noise is as large as the effect of the weights; about 10 % of the run's CPU time).
+ANALYSIS_QUICK = DemoAnalysis(
+    config=AnalysisConfig(perplexities=(5, 10)),
     deletion_samples=4,
     deletion_steps=5,
+    sanity_samples=3,
+    sanity_stages=1,
+    sanity_nsamples=12,
 )
 
 #: Samples from which the data stage renders with two processes (each takes ~3 s to start).
@@ -101,6 +186,7 @@ _STAGES = (
     "train-rgb",
     "evaluate",
     "extract",
+    "sanity",
     "analyse",
     "notebooks",
     "report",
@@ -137,10 +223,11 @@ class DemoConfig:
         evaluation and extraction always run in float32.
     nsamples, n_background : int, optional
         shap-gradient evaluations per sample and background images.
-    perplexities : tuple of float, optional
-    n_boot, n_permutations : int, optional
-    deletion_samples, deletion_steps : int, optional
-        Samples per group and removed fractions of the deletion curves.
+    analysis : DemoAnalysis or dict, optional
+        Analysis settings (default :data:`ANALYSIS_QUICK` or :data:`ANALYSIS_FULL`,
+        with ``seed``); a dict is read with :meth:`DemoAnalysis` keywords
+        (``config`` an AnalysisConfig dict). Not part of :meth:`settings`:
+        changing them reruns only the analysis stages.
     notebooks : bool
         Execute the notebooks (stage 6).
     progress : bool
@@ -163,11 +250,7 @@ class DemoConfig:
     precision: str = "auto"
     nsamples: int | None = None
     n_background: int | None = None
-    perplexities: tuple[float, ...] | None = None
-    n_boot: int | None = None
-    n_permutations: int | None = None
-    deletion_samples: int | None = None
-    deletion_steps: int | None = None
+    analysis: DemoAnalysis | dict | None = None
     notebooks: bool = True
     progress: bool = True
 
@@ -178,9 +261,17 @@ class DemoConfig:
         for key, value in preset.items():
             if getattr(self, key) is None:
                 object.__setattr__(self, key, value)
-        object.__setattr__(self, "perplexities", tuple(float(p) for p in self.perplexities))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        analysis = self.analysis
+        if analysis is None:
+            preset = ANALYSIS_QUICK if self.quick else ANALYSIS_FULL
+            analysis = replace(preset, config=preset.config.replace(seed=self.seed))
+        elif isinstance(analysis, dict):
+            analysis = DemoAnalysis(**analysis)
+        elif not isinstance(analysis, DemoAnalysis):
+            raise ValueError(f"analysis must be a DemoAnalysis or a dict, got {analysis!r}")
+        object.__setattr__(self, "analysis", analysis)
         for key in ("n_train", "n_val", "n_test", "epochs", "rgb_epochs", "batch_size",
                     "nsamples"):  # fmt: skip
             value = getattr(self, key)
@@ -202,17 +293,16 @@ class DemoConfig:
 
     def settings(self) -> dict[str, Any]:
         """Return what determines the results (not the folder, device or display)."""
-        out = asdict(self)
-        for key in ("out", "device", "notebooks", "progress", "quick"):
+        out = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        for key in ("out", "device", "notebooks", "progress", "quick", "analysis"):
             out.pop(key)
-        out["perplexities"] = list(self.perplexities)
         return out
 
     def to_dict(self) -> dict[str, Any]:
         """Return every setting as a JSON-ready dict."""
-        out = asdict(self)
+        out = {f: getattr(self, f) for f in self.__dataclass_fields__}
         out["out"] = str(self.out)
-        out["perplexities"] = list(self.perplexities)
+        out["analysis"] = self.analysis.to_dict()
         return out
 
 
@@ -292,9 +382,11 @@ class _Stages:
         self.log = log
         self.path = out / "run.json"
         previous = json.loads(self.path.read_text()) if self.path.is_file() else {}
-        if previous.get("settings") not in (None, config.settings()):
-            old, new = previous["settings"], config.settings()
-            diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in new if old.get(k) != new[k]]
+        old, new = previous.get("settings") or {}, config.settings()
+        # only the settings of this version count: one no longer among them (the analysis
+        # settings, recorded apart since they rerun only the analysis stages) is no difference
+        diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in new if old.get(k) != new[k]]
+        if previous.get("settings") is not None and diffs:
             raise ValueError(
                 f"{out} holds a demo run with other settings ({'; '.join(diffs)}); "
                 "use another --out or delete the folder"
@@ -304,6 +396,8 @@ class _Stages:
             "command": "defocus demo",
             "settings": config.settings(),
             "config": config.to_dict(),
+            # the ONE analysis config of this run (also in summary.json and the figures manifest)
+            "analysis_config": config.analysis.config.to_dict(),
             "stages": {},
         }
 
@@ -423,38 +517,69 @@ def _predictors(models: dict, device: str) -> dict:
     return {"defocus": wrap(models["defocus"], True), "rgb": wrap(models["rgb"], False)}
 
 
-def _headline(test_metrics: dict, analyses: dict) -> dict[str, Any]:
-    """Pick the headline numbers out of the test metrics and the analysis results."""
-    head: dict[str, Any] = {}
-    for kind in ("defocus", "rgb"):
-        m = test_metrics.get(kind, {})
-        head[f"test_auc_{kind}"] = m.get("auc")
-        head[f"test_accuracy_{kind}"] = m.get("accuracy")
-    align = analyses.get("alignment")
-    if align is not None and not align.summary.empty:
-        for rec in align.summary.to_dict("records"):
-            key = f"alignment_{rec['model']}_{rec['group']}"
-            head[key] = {
-                "mean": rec.get("mean"),
-                "std": rec.get("std"),
-                "n": rec.get("n"),
-                "null_p": rec.get("p_value"),
-            }
-    var = analyses.get("variance")
-    if var is not None and not var.tests.empty:
-        for rec in var.tests.to_dict("records"):
-            head[f"ks_mean_local_variance_{rec['group']}"] = {
-                "D": rec.get("statistic"),
-                "p": rec.get("pvalue"),
-                "p_holm": rec.get("pvalue_holm"),
-                "mean_real": rec.get("mean_real"),
-                "mean_fake": rec.get("mean_fake"),
-            }
-    return _finite(head)
+def _sanity_check(models: dict, test_ds, train_ds, config: DemoConfig, out_dir: Path):
+    """Model-randomisation check of both models on the first test fakes; writes OUT/sanity/."""
+    from analysis.sanity import rank_correlation, sanity_result, write_sanity
+    from cache.explainers import ExplainerConfig
+    from cache.extract import _background_inputs, _choose_background
+    from cache.sanity import (
+        cascade_stages,
+        parameter_layers,
+        randomisation_attributions,
+        sanity_inputs,
+        select_samples,
+    )
+    from detector.device import resolve_device
+
+    settings = config.analysis
+    device = resolve_device(config.device)
+    ecfg = ExplainerConfig(
+        name="shap-gradient", seed=config.seed, nsamples=settings.sanity_nsamples
+    )
+    indices = select_samples(test_ds, settings.sanity_samples)
+    _, bg_images = _choose_background(train_ds, config.n_background, config.seed)
+    backgrounds = _background_inputs(models, bg_images, device)
+    results = []
+    for kind, model in models.items():
+        stages = cascade_stages(parameter_layers(model), max(2, settings.sanity_stages))
+        if settings.sanity_stages == 1:  # the whole model re-initialised only
+            stages = stages[-1:]
+        x, ids = sanity_inputs(model, test_ds, indices, kind, device)
+        trained, randomised = randomisation_attributions(
+            model, x.to(device), ids, backgrounds[kind].to(device), ecfg, stages,
+            seed=config.seed, batch_size=config.batch_size,
+        )  # fmt: skip
+        # the noise ceiling: the trained model explained again with another explainer seed.
+        # Without it a low correlation could be the explainer's own sampling noise (at few
+        # shap-gradient samples two runs of the SAME model correlate little).
+        again, _ = randomisation_attributions(
+            model, x.to(device), ids, backgrounds[kind].to(device),
+            replace(ecfg, seed=config.seed + 1), [], batch_size=config.batch_size,
+        )  # fmt: skip
+        ceiling = rank_correlation(trained, again)
+        info = {"checkpoint": str(out_dir.parent / "models" / kind / "best.pt"),
+                "explainer": ecfg.to_dict(), "seed": config.seed,
+                "n_background": len(backgrounds[kind]),
+                "ceiling": [None if v != v else float(v) for v in ceiling],
+                "ceiling_explainer_seed": config.seed + 1}  # fmt: skip
+        results.append(
+            sanity_result(
+                kind, ids, trained, randomised, stages, settings.config.sanity_threshold, info
+            )  # fmt: skip
+        )
+        model.eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_sanity(results, out_dir, extra={"command": "defocus demo", "stage": "sanity",
+                                          "data_spec": demo_data_spec(config)})  # fmt: skip
+    return results
 
 
 def format_closing_summary(result: DemoResult) -> str:
     """Format the closing summary: what is where, and the headline numbers.
+
+    The headline numbers are the rows of the report's headline table
+    (:func:`defocus_forensics.headline.headline_rows`), with the p-values'
+    resolution said once above them.
 
     Parameters
     ----------
@@ -464,33 +589,30 @@ def format_closing_summary(result: DemoResult) -> str:
     -------
     str
     """
+    import textwrap
+
+    from defocus_forensics.headline import SKILL_LEGEND, headline_rows
+
     h = result.headline
     lines = [f"demo finished in {result.seconds:.0f} s; everything is in {result.out}/", ""]
     width = max(len(k) for k in result.paths) if result.paths else 10
     lines += [f"  {k:<{width}}  {v}" for k, v in result.paths.items()]
-    lines += ["", "headline numbers (test split):"]
-
-    def num(v, fmt=".3f"):
-        return "n/a" if v is None else format(v, fmt)
-
-    lines.append(
-        f"  test AUC   defocus model {num(h.get('test_auc_defocus'))}   "
-        f"RGB model {num(h.get('test_auc_rgb'))}"
+    cfg = h.get("analysis_config") or {}
+    level = "video-level" if h.get("level") == "video" else "frame-level"
+    n_perm = cfg.get("n_permutations")
+    perm = (
+        f"; p-values from {n_perm} permutations (none below {1 / (n_perm + 1):.2g})"
+        if n_perm
+        else ""
     )
-    for key, value in h.items():
-        if key.startswith("alignment_") and isinstance(value, dict):
-            _, model, group = key.split("_", 2)
-            lines.append(
-                f"  alignment  {model:<8} {group:<18} {num(value.get('mean'))} "
-                f"± {num(value.get('std'))} (n={value.get('n')}, null p={num(value.get('null_p'))})"
-            )
-    for key, value in h.items():
-        if key.startswith("ks_mean_local_variance_") and isinstance(value, dict):
-            group = key[len("ks_mean_local_variance_") :]
-            lines.append(
-                f"  KS test    mean local variance, real vs {group:<18} "
-                f"D={num(value.get('D'))} p={num(value.get('p'), '.2g')}"
-            )
+    lines += ["", f"headline numbers (test split; {level}{perm}):"]
+    lines += textwrap.wrap(SKILL_LEGEND, 96, initial_indent="  ", subsequent_indent="    ")
+    rows = headline_rows(h, compact=True)
+    width = max((len(r["quantity"]) for r in rows), default=10)
+    lines += [f"  {r['quantity']:<{width}}  {r['value']}" for r in rows]
+    flagged = [v.get("message") for k, v in h.items() if k.startswith("sanity_")
+               and isinstance(v, dict) and v.get("flagged")]  # fmt: skip
+    lines += [f"  ! {m}" for m in flagged]
     return "\n".join(lines)
 
 
@@ -528,7 +650,7 @@ def run_demo(config: DemoConfig | None = None, log: Callable[[str], None] | None
     import torch
 
     from cache.extract import ExtractConfig, extract
-    from defocus_forensics.figures import FigureParams, compute_analyses, draw_figures
+    from defocus_forensics.figures import compute_analyses, draw_figures
     from defocus_forensics.notebooks import NOTEBOOKS_DIR, execute_all, list_notebooks
     from defocus_forensics.report import build_report
     from detector.data import open_data, prerender
@@ -626,40 +748,57 @@ def run_demo(config: DemoConfig | None = None, log: Callable[[str], None] | None
 
     cache = stages.run("extract", do_extract)
 
-    # 6. analyses, summary, figures ---------------------------------------------------------
-    params = FigureParams(
-        perplexities=config.perplexities,
-        n_boot=config.n_boot,
-        n_permutations=config.n_permutations,
-        seed=config.seed,
-    )
-    figures_dir = out / "figures"
+    # 6. model-randomisation check -------------------------------------------------------
+    analysis = config.analysis
+    cfg = analysis.config
     cache_sha = _file_sha(cache_dir / "manifest.json")
-    analyse_key = _sha([cache_sha, params.to_dict(), config.settings(), "analyse-v1"])
+    sanity_dir = out / "sanity"
+    sanity_settings = {k: v for k, v in analysis.to_dict().items() if k.startswith("sanity")}
+    sanity_settings["threshold"] = cfg.sanity_threshold
+    if analysis.sanity_samples > 0:
+        sanity_key = _sha([cache_sha, sanity_settings, "sanity-v1"])
+        stages.run(
+            "sanity",
+            lambda: _sanity_check(models, test_ds, train_ds, config, sanity_dir),
+            key=sanity_key,
+            reused=stages.reusable("sanity", sanity_key, [sanity_dir / "sanity.json"]),
+        )
+    else:
+        stages.skip("sanity", "sanity_samples=0")
+    has_sanity = (sanity_dir / "sanity.json").is_file() and analysis.sanity_samples > 0
+
+    # 7. analyses, summary, headline, figures --------------------------------------------------
+    figures_dir = out / "figures"
+    sanity_sha = _file_sha(sanity_dir / "sanity.json") if has_sanity else None
+    analyse_key = _sha([cache_sha, sanity_sha, analysis.to_dict(), config.settings(),
+                        "analyse-v2"])  # fmt: skip
     analyse_outputs = [out / "summary.json", figures_dir / "figures_manifest.json"]
 
     def analyse():
         from analysis.summary import write_summary
+        from defocus_forensics.headline import headline_numbers
 
         table, analyses = compute_analyses(
             cache,
-            params,
+            cfg,
             predict=_predictors(models, config.device),
-            deletion_samples=config.deletion_samples,
-            deletion_steps=config.deletion_steps,
+            deletion_samples=analysis.deletion_samples,
+            deletion_steps=analysis.deletion_steps,
+            sanity=sanity_dir if has_sanity else None,
             progress=config.progress,
         )
         paths = write_summary(table, out / "summary")
-        headline = _headline(test_metrics, analyses)
+        headline = headline_numbers(analyses, test_metrics, cache=cache, config=cfg)
         _write_json(
             out / "summary.json",
             {
                 "headline": headline,
+                "analysis_config": cfg.to_dict(),
                 "table": table.to_dict("records"),
                 "files": {k: str(v.relative_to(out)) for k, v in paths.items()},
             },
         )
-        draw_figures(cache, figures_dir, params=params, analyses=analyses, progress=config.progress)
+        draw_figures(cache, figures_dir, config=cfg, analyses=analyses, progress=config.progress)
 
     stages.run(
         "analyse",
@@ -669,12 +808,15 @@ def run_demo(config: DemoConfig | None = None, log: Callable[[str], None] | None
     )
     summary_json = json.loads((out / "summary.json").read_text())
 
-    # 7. notebooks ---------------------------------------------------------------------------
+    # 8. notebooks: the same AnalysisConfig, so they print the report's numbers ---------------
     nb_dir = out / "notebooks"
     if config.notebooks:
         sources = list_notebooks(NOTEBOOKS_DIR)
-        nb_params = {"perplexities": list(config.perplexities), "seed": config.seed}
-        nb_key = _sha([cache_sha, nb_params, [(p.name, _file_sha(p)) for p in sources]])
+        nb_params = {"analysis_config": cfg.to_dict()}
+        if has_sanity:
+            nb_params["sanity_path"] = str(sanity_dir)
+        nb_key = _sha([cache_sha, sanity_sha, nb_params,
+                       [(p.name, _file_sha(p)) for p in sources]])  # fmt: skip
         nb_outputs = [nb_dir / f"{p.stem}.html" for p in sources]
         stages.run(
             "notebooks",
@@ -685,7 +827,7 @@ def run_demo(config: DemoConfig | None = None, log: Callable[[str], None] | None
     else:
         stages.skip("notebooks", "--no-notebooks")
 
-    # 8. report -------------------------------------------------------------------------------
+    # 9. report -------------------------------------------------------------------------------
     stages.record["headline"] = summary_json.get("headline", {})
     stages.save()
     report = stages.run("report", lambda: build_report(out))
@@ -698,6 +840,9 @@ def run_demo(config: DemoConfig | None = None, log: Callable[[str], None] | None
             "report": str(report),
             "figures": f"{figures_dir}/ (figures_manifest.json lists them)",
             "cache": f"{cache_dir}/ ({cache.n_samples()} samples; {', '.join(cache.groups)})",
+            "sanity": f"{sanity_dir}/sanity.json (model-randomisation check)"
+            if has_sanity
+            else "(skipped)",
             "summary": f"{out / 'summary'}/summary.csv, summary.md",
             "notebooks": f"{nb_dir}/ (executed .ipynb + .html)"
             if config.notebooks

@@ -52,9 +52,16 @@ class AlignmentView:
     Attributes
     ----------
     score : float
-        Histogram intersection in [0, 1] (:func:`analysis.alignment.alignment_score`).
+        Histogram intersection in [0, 1] (:func:`analysis.alignment.alignment_score`):
+        the paper's raw score.
     kl : float
         ``KL(B || A)`` in nats.
+    floor : float
+        What a constant attribution scores on this pair (no information).
+    skill : float
+        ``(score - floor) / (1 - floor)``: 0 = no better than a constant
+        attribution, 1 = attribution proportional to ``|fake - real|`` (NaN
+        when undefined).
     hist_difference : ndarray of shape (bins,)
         A: ``|fake - real|`` mass per defocus level of the fake map, normalised.
     hist_attribution : ndarray of shape (bins,)
@@ -68,6 +75,9 @@ class AlignmentView:
     hist_difference: np.ndarray
     hist_attribution: np.ndarray
     edges: np.ndarray
+    floor: float = float("nan")
+    skill: float = float("nan")
+    hist_constant: np.ndarray | None = None
 
 
 @dataclass
@@ -303,9 +313,12 @@ class Explorer:
                     continue
                 s = alignment_score(fake, real, row[fname], bins=self.bins)
                 a, b = _alignment_histograms(fake, real, row[fname], self.bins)
+                # a constant attribution weights B by pixel counts: the floor's histogram
+                _, c = _alignment_histograms(fake, real, np.ones_like(fake), self.bins)
                 alignment[model] = AlignmentView(
                     float(s.score), float(s.kl), np.asarray(a), np.asarray(b),
-                    np.linspace(0.0, 1.0, self.bins + 1),
+                    np.linspace(0.0, 1.0, self.bins + 1), float(s.floor), float(s.skill),
+                    np.asarray(c),
                 )  # fmt: skip
         truth = row.get("mask")
         return SampleView(
@@ -339,12 +352,27 @@ class Explorer:
                 f"{view.mask.size} pixels"
             )
         for model, al in view.alignment.items():
-            parts.append(f"alignment {model}: {al.score:.3f} (KL {al.kl:.3f})")
+            skill = "n/a" if al.skill != al.skill else f"{al.skill:+.3f}"
+            parts.append(
+                f"alignment {model}: {al.score:.3f} (floor {al.floor:.3f}, skill {skill}; "
+                f"KL {al.kl:.3f})"
+            )
+        if view.alignment:
+            parts.append(
+                "raw: the paper's score; floor: what a constant attribution scores; skill: "
+                "0 = no better than constant, 1 = attribution proportional to |fake - real|"
+            )
         parts += view.notes
         return "; ".join(parts)
 
     def figure(self, view: SampleView):
         """Draw a view: image, defocus map, both attribution maps, the mask, the histograms.
+
+        The colour maps are the figures' (:mod:`analysis.style`): defocus maps in
+        ``DEFOCUS_CMAP`` on [0, 1], ``|attribution|`` in ``SEQUENTIAL_CMAP`` on
+        one scale for both models (from 0 to the 99th percentile of both),
+        masks in ``MASK_CMAP``; every map has a colour bar. The panels and bars
+        are the same for every sample, so the layout does not jump.
 
         Parameters
         ----------
@@ -354,33 +382,68 @@ class Explorer:
         -------
         matplotlib.figure.Figure
         """
-        from analysis.style import SEQUENTIAL_CMAP, figure, publication_style
+        import matplotlib.colors as mcolors
+        from matplotlib.cm import ScalarMappable
 
+        from analysis.style import (
+            DEFOCUS_CMAP,
+            MASK_CMAP,
+            SEQUENTIAL_CMAP,
+            colorbar,
+            figure,
+            image_axes,
+            model_name,
+            publication_style,
+        )
+
+        attrs = [a for a in (view.attr_defocus, view.attr_rgb) if a is not None]
+        top = max((float(np.percentile(a, 99)) for a in attrs), default=1.0) or 1e-12
+        attr_norm = mcolors.Normalize(0.0, top)
+        unit_norm = mcolors.Normalize(0.0, 1.0)
         panels = [
-            ("image", view.image, None),
-            ("defocus map", view.defocus, "gray"),
-            ("defocus model |attr|", view.attr_defocus, SEQUENTIAL_CMAP),
-            ("RGB model Σ|attr|", view.attr_rgb, SEQUENTIAL_CMAP),
-            (f"|fake - real| > {view.threshold:g}", view.mask, "gray"),
+            ("image", view.image, None, None),
+            ("defocus map", view.defocus, DEFOCUS_CMAP, unit_norm),
+            ("defocus model |attr|", view.attr_defocus, SEQUENTIAL_CMAP, attr_norm),
+            ("RGB model Σ|attr|", view.attr_rgb, SEQUENTIAL_CMAP, attr_norm),
+            (f"|fake - real| > {view.threshold:g}", view.mask, MASK_CMAP, unit_norm),
         ]
         # always the same six panels and two histogram slots, so the layout never jumps
         # while one browses samples (an absent ground truth is an "n/a" panel)
         has_truth = view.truth is not None and view.truth.any()
-        panels.append(("ground-truth mask", view.truth if has_truth else None, "gray"))
+        panels.append(("ground-truth mask", view.truth if has_truth else None, MASK_CMAP,
+                       unit_norm))  # fmt: skip
         n_hist = max(2, len(view.alignment))
         with publication_style():
-            fig = figure(2.2 * len(panels), 4.8)
-            top_fig, bottom_fig = fig.subfigures(2, 1, height_ratios=[1.0, 1.1])
-            top = top_fig.add_gridspec(1, len(panels))
+            fig = figure(2.2 * len(panels), 5.4)
+            top_fig, bottom_fig = fig.subfigures(2, 1, height_ratios=[1.35, 1.1])
+            grid = top_fig.add_gridspec(1, len(panels))
             bottom = bottom_fig.add_gridspec(1, n_hist)
-            for c, (title, data, cmap) in enumerate(panels):
-                ax = top_fig.add_subplot(top[0, c])
-                ax.set_axis_off()
+            axes = []
+            for c, (title, data, cmap, norm) in enumerate(panels):
+                ax = top_fig.add_subplot(grid[0, c])
+                image_axes(ax)
                 ax.set_title(title, fontsize=8)
+                axes.append(ax)
                 if data is None:
                     ax.text(0.5, 0.5, "n/a", ha="center", va="center", transform=ax.transAxes)
                     continue
-                ax.imshow(data, cmap=cmap, interpolation="nearest")
+                ax.imshow(data, cmap=cmap, norm=norm, interpolation="nearest")
+            # colour bars from the scales, not the data: present for every sample alike
+            bars = (
+                ([axes[1]], DEFOCUS_CMAP, unit_norm,
+                 "normalised defocus\n(0 sharpest, 1 most blurred)"),
+                (axes[2:4], SEQUENTIAL_CMAP, attr_norm,
+                 "|attribution| (logit)\n(one scale, both models)"),
+                (axes[4:6], MASK_CMAP, unit_norm, "binary mask"),
+            )  # fmt: skip
+            for bar_axes, cmap, norm, label in bars:
+                mask = cmap is MASK_CMAP
+                cb = colorbar(top_fig, ScalarMappable(norm=norm, cmap=cmap), ax=bar_axes,
+                              orientation="horizontal", location="bottom", shrink=0.8,
+                              label=label, extend="max" if norm is attr_norm else "neither",
+                              ticks=[0.25, 0.75] if mask else None)  # fmt: skip
+                if mask:
+                    cb.set_ticklabels(["off", "on"])
             if not view.alignment:
                 ax = bottom_fig.add_subplot(bottom[0, :])
                 ax.set_axis_off()
@@ -394,10 +457,20 @@ class Explorer:
                        label="A: |fake - real|")  # fmt: skip
                 ax.bar(centers + step / 4, al.hist_attribution, width=step / 2,
                        label="B: |attr|")  # fmt: skip
-                ax.set_title(f"{model} model: score {al.score:.3f}", fontsize=9)
+                if al.hist_constant is not None:
+                    ax.step(al.edges, np.r_[al.hist_constant, al.hist_constant[-1]],
+                            where="post", color="black", lw=0.8,
+                            label="constant attribution (floor)")  # fmt: skip
+                skill = "n/a" if al.skill != al.skill else f"{al.skill:+.2f}"
+                ax.set_title(
+                    f"{model_name(model)}: score {al.score:.3f}, floor {al.floor:.3f}, "
+                    f"skill {skill}",
+                    fontsize=8,
+                )
                 ax.set_xlabel("defocus level of the fake map")
+                ax.set_ylabel("share of the mass")
                 ax.set_xlim(0, 1)
-                ax.legend(fontsize=7)
+                ax.legend(fontsize=6.5)
             fig.suptitle(_short_id(view.id) + f" ({view.group})", fontsize=10)
         return fig
 

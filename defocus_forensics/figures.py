@@ -23,10 +23,17 @@ Figure types (file stems):
 ``variance_mean_local_variance_ecdf``     per-image mean local variance + KS (ours)
 ``embedding_tsne_perplexity_sweep_*``     t-SNE of penultimate features (paper: defocus)
 ``alignment_histograms_by_model``         Shapley alignment score histograms (paper)
+``alignment_skill_by_model``              raw score beside its floor, and the skill (ours)
+``alignment_paired_difference``           defocus minus RGB model on the same fakes (ours)
 ``alignment_permutation_null``            score vs a shuffled-pairs null (ours)
 ``localisation_scores_by_model``          mass/rank accuracy, pointing game (ours)
 ``localisation_deletion_curves``          deletion curves vs random order (ours)
+``sanity_randomisation_cascade``          attributions vs re-initialised models (ours)
 ========================================  ===========================================
+
+What is computed is set by ONE :class:`analysis.config.AnalysisConfig`
+(recorded as ``analysis_config`` in the manifest); what is drawn by
+:class:`FigureOptions` and the width.
 """
 
 from __future__ import annotations
@@ -38,12 +45,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analysis.config import AnalysisConfig, resolve_config
+from analysis.pairing import NO_PAIRS
 from safeio import atomic_write_json
 
 __all__ = [
     "FIGURE_TYPES",
     "FIGURE_WIDTHS",
-    "FigureParams",
+    "FigureOptions",
     "FigureStyle",
     "FigureType",
     "compute_analyses",
@@ -52,64 +61,30 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class FigureParams:
-    """Settings of the analyses behind the figures.
+class FigureOptions:
+    """What the figures show (not what is computed: that is :class:`AnalysisConfig`).
 
     Parameters
     ----------
-    thresholds : tuple of float
-        Binary-mask threshold sweep (the paper's seven values).
     gallery_threshold : float
         ``T`` of the binary-mask gallery, in (0, 1).
-    window : int
-        Local-variance window (odd, >= 1).
-    bins : int
-        Alignment histogram bins.
-    perplexities : tuple of float
-        t-SNE perplexity sweep (values too large for the sample are skipped).
-    n_per_class : int
-        Reals and fakes embedded.
     n_overlay : int
         Samples per group in the attribution overlays.
-    n_boot, n_permutations : int
-        Bootstrap resamples and permutation-null draws.
-    seed : int
-        Seed of every random step.
     """
 
-    thresholds: tuple[float, ...] = (1e-1, 5e-2, 1e-2, 5e-3, 1e-3, 5e-4, 1e-4)
     gallery_threshold: float = 0.1
-    window: int = 15
-    bins: int = 20
-    perplexities: tuple[float, ...] = (5, 10, 20, 40)
-    n_per_class: int = 1000
     n_overlay: int = 2
-    n_boot: int = 1000
-    n_permutations: int = 100
-    seed: int = 0
 
     def __post_init__(self):
-        object.__setattr__(self, "thresholds", tuple(float(t) for t in self.thresholds))
-        object.__setattr__(self, "perplexities", tuple(float(p) for p in self.perplexities))
-        if not self.thresholds or not all(0 < t < 1 for t in self.thresholds):
-            raise ValueError(f"thresholds must be non-empty and in (0, 1), got {self.thresholds}")
-        if not 0 < self.gallery_threshold < 1:
+        if isinstance(self.gallery_threshold, bool) or not 0 < self.gallery_threshold < 1:
             raise ValueError(f"gallery_threshold must be in (0, 1), got {self.gallery_threshold}")
-        if not self.perplexities or not all(p > 0 for p in self.perplexities):
-            raise ValueError(f"perplexities must be positive, got {self.perplexities}")
-        for name in ("window", "bins", "n_per_class", "n_overlay", "n_boot", "n_permutations"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.window % 2 == 0:
-            raise ValueError(f"window must be odd, got {self.window}")
+        n = self.n_overlay
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n_overlay must be a positive integer, got {n!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the settings as a JSON-ready dict."""
-        out = asdict(self)
-        out["thresholds"] = list(self.thresholds)
-        out["perplexities"] = list(self.perplexities)
-        return out
+        """Return the options as a JSON-ready dict."""
+        return asdict(self)
 
 
 #: Paper widths a figure can be drawn at (3.5 in and 7 in).
@@ -136,14 +111,17 @@ class FigureType:
     functions : tuple of str
         Dotted names of the analysis functions used.
     draw : callable
-        ``draw(analyses, cache, params, style) -> matplotlib Figure``, with
-        ``style`` a :class:`FigureStyle`.
+        ``draw(analyses, cache, options, style) -> matplotlib Figure``, with
+        ``options`` a :class:`FigureOptions` and ``style`` a :class:`FigureStyle`.
     paper : bool
         Whether the paper shows this figure type.
     required : tuple of str
         Fields without which it cannot be drawn at all.
     paired : bool
         Whether it needs fakes paired with their real source.
+    needs : tuple of str
+        Entries of the analyses dict it draws from that a cache alone does
+        not give (``"sanity"``: the model-randomisation check).
     """
 
     stem: str
@@ -152,10 +130,11 @@ class FigureType:
     caption: str
     fields: tuple[str, ...]
     functions: tuple[str, ...]
-    draw: Callable[[dict, Any, FigureParams, Any], Any] = field(repr=False)
+    draw: Callable[[dict, Any, FigureOptions, Any], Any] = field(repr=False)
     paper: bool = True
     required: tuple[str, ...] = ()
     paired: bool = False
+    needs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -190,10 +169,12 @@ _FIELD_HINTS = {
     "mask": "use data with ground-truth manipulation masks",
     "pair_id": "give pairs with pair=stem or an index CSV pair_id column",
 }
-_NO_PAIRS = (
-    "no fake has a real partner: give pairs with pair=stem (same file name) in a folders: "
-    "spec, or a pair_id column (the real's id) in an index CSV"
-)
+#: Why an entry of :attr:`FigureType.needs` is missing.
+_NEEDS_HINTS = {
+    "sanity": "no model-randomisation check was given: run 'defocus sanity --defocus-model "
+    "CKPT [--rgb-model CKPT] --data SPEC --out RUN/sanity' and pass its folder with "
+    "'defocus figures --sanity RUN/sanity' (the demo does both)",
+}
 
 
 def _has_pairs(cache) -> bool:
@@ -218,6 +199,9 @@ def _not_drawable(ftype: FigureType, cache, memo: dict | None = None) -> str | N
     ``memo`` keeps the (cache-wide) answer of :func:`_has_pairs` between calls.
     """
     memo = {} if memo is None else memo
+    absent = [k for k in ftype.needs if not memo.get(f"has:{k}")]
+    if absent:
+        return "; ".join(_NEEDS_HINTS.get(k, f"no {k!r} was given") for k in absent)
     missing = [f for f in ftype.required if f not in cache.fields]
     if missing:
         hints = sorted({_FIELD_HINTS[f] for f in missing if f in _FIELD_HINTS})
@@ -227,7 +211,7 @@ def _not_drawable(ftype: FigureType, cache, memo: dict | None = None) -> str | N
         if "pairs" not in memo:
             memo["pairs"] = _has_pairs(cache)
         if not memo["pairs"]:
-            return _NO_PAIRS
+            return NO_PAIRS
     return None
 
 
@@ -245,45 +229,45 @@ def _model_names(cache) -> dict[str, str]:
     return out
 
 
-def _overlays(analyses, cache, params, style):
+def _overlays(analyses, cache, options, style):
     from analysis.overlays import overlays_from_cache, plot_attribution_overlays
 
     return plot_attribution_overlays(
-        overlays_from_cache(cache, n=params.n_overlay),
+        overlays_from_cache(cache, n=options.n_overlay),
         width=style.width,
         model_names=style.model_names,
     )
 
 
-def _mask_gallery(analyses, cache, params, style):
+def _mask_gallery(analyses, cache, options, style):
     from analysis.masks import plot_mask_gallery
 
     return plot_mask_gallery(
-        analyses["masks"], threshold=params.gallery_threshold, n=2, width=style.width
+        analyses["masks"], threshold=options.gallery_threshold, n=2, width=style.width
     )
 
 
-def _mask_sweep(analyses, cache, params, style):
+def _mask_sweep(analyses, cache, options, style):
     from analysis.masks import plot_threshold_sweep
 
     return plot_threshold_sweep(analyses["masks"], width=style.width)
 
 
-def _variance_pairs(analyses, cache, params, style):
+def _variance_pairs(analyses, cache, options, style):
     from analysis.variance import plot_variance_heatmaps
 
     n = 1 if style.width == "single" else 2
     return plot_variance_heatmaps(analyses["variance"], n=n, width=style.width)
 
 
-def _variance_ecdf(analyses, cache, params, style):
+def _variance_ecdf(analyses, cache, options, style):
     from analysis.variance import plot_variance_ecdf
 
     return plot_variance_ecdf(analyses["variance"], width=style.width)
 
 
 def _embedding(field_name):
-    def draw(analyses, cache, params, style):
+    def draw(analyses, cache, options, style):
         from analysis.embedding import plot_embedding_sweep
         from analysis.style import unavailable_figure
 
@@ -297,15 +281,38 @@ def _embedding(field_name):
     return draw
 
 
-def _alignment_hist(analyses, cache, params, style):
+def _alignment_hist(analyses, cache, options, style):
     from analysis.alignment import plot_alignment_histograms
 
+    a = analyses["alignment"]
     return plot_alignment_histograms(
-        analyses["alignment"], bins=params.bins, width=style.width, model_names=style.model_names
+        a, bins=a.bins, width=style.width, model_names=style.model_names
     )
 
 
-def _alignment_null(analyses, cache, params, style):
+def _alignment_skill(analyses, cache, options, style):
+    from analysis.alignment import plot_alignment_skill
+
+    return plot_alignment_skill(
+        analyses["alignment"], width=style.width, model_names=style.model_names
+    )
+
+
+def _alignment_paired(analyses, cache, options, style):
+    from analysis.comparison import plot_model_comparison
+
+    return plot_model_comparison(
+        analyses["alignment"], width=style.width, model_names=style.model_names
+    )
+
+
+def _sanity(analyses, cache, options, style):
+    from analysis.sanity import plot_sanity_cascade
+
+    return plot_sanity_cascade(analyses["sanity"], width=style.width, model_names=style.model_names)
+
+
+def _alignment_null(analyses, cache, options, style):
     from analysis.alignment import plot_permutation_null
 
     return plot_permutation_null(
@@ -313,7 +320,7 @@ def _alignment_null(analyses, cache, params, style):
     )
 
 
-def _localisation_bars(analyses, cache, params, style):
+def _localisation_bars(analyses, cache, options, style):
     from analysis.localisation import plot_localisation_bars
 
     return plot_localisation_bars(
@@ -321,7 +328,7 @@ def _localisation_bars(analyses, cache, params, style):
     )
 
 
-def _deletion(analyses, cache, params, style):
+def _deletion(analyses, cache, options, style):
     from analysis.localisation import plot_deletion_curves
 
     return plot_deletion_curves(
@@ -329,8 +336,8 @@ def _deletion(analyses, cache, params, style):
     )
 
 
-def _gallery_stem(params: FigureParams) -> str:
-    return f"masks_binary_gallery_T{params.gallery_threshold:g}"
+def _gallery_stem(options: FigureOptions) -> str:
+    return f"masks_binary_gallery_T{options.gallery_threshold:g}"
 
 
 #: Every figure type, in the order of the paper's sections.
@@ -435,6 +442,33 @@ FIGURE_TYPES: tuple[FigureType, ...] = (
         paired=True,
     ),
     FigureType(
+        "alignment_skill_by_model",
+        "alignment",
+        "Alignment skill: raw score, floor and skill",
+        "Per manipulation and model: the mean raw alignment score beside the score of a "
+        "constant attribution (the no-information floor), and the skill (score - floor) / "
+        "(1 - floor) with its CI and the p-value of skill > 0.",
+        ("defocus", "pair_id", "attr_defocus", "attr_rgb"),
+        ("analysis.alignment.alignment_from_cache", "analysis.alignment.plot_alignment_skill"),
+        _alignment_skill,
+        paper=False,
+        required=("defocus",),
+        paired=True,
+    ),
+    FigureType(
+        "alignment_paired_difference",
+        "alignment",
+        "Defocus vs RGB model on the same fakes",
+        "Per fake, the difference defocus model - RGB model of the skill and of the raw score, "
+        "with the mean difference, its CI and a paired sign-flip test, per manipulation.",
+        ("defocus", "pair_id", "attr_defocus", "attr_rgb"),
+        ("analysis.comparison.compare_models", "analysis.comparison.plot_model_comparison"),
+        _alignment_paired,
+        paper=False,
+        required=("defocus",),
+        paired=True,
+    ),
+    FigureType(
         "alignment_permutation_null",
         "alignment",
         "Alignment against a permutation null",
@@ -472,16 +506,29 @@ FIGURE_TYPES: tuple[FigureType, ...] = (
         _deletion,
         paper=False,
     ),
+    FigureType(
+        "sanity_randomisation_cascade",
+        "sanity",
+        "Model-randomisation sanity check",
+        "Spearman rank correlation of |attribution| between the trained model and copies "
+        "re-initialised from the top layer down (median and interquartile range per stage).",
+        (),
+        ("analysis.sanity.read_sanity", "analysis.sanity.plot_sanity_cascade"),
+        _sanity,
+        paper=False,
+        needs=("sanity",),
+    ),
 )
 
 
 def compute_analyses(
     cache,
-    params: FigureParams | None = None,
+    config: AnalysisConfig | dict | None = None,
     *,
     predict: dict | None = None,
     deletion_samples: int = 64,
     deletion_steps: int = 11,
+    sanity=None,
     progress: bool = False,
 ):
     """Run every analysis the figures need (:func:`analysis.summary.summarise_cache`).
@@ -490,7 +537,9 @@ def compute_analyses(
     ----------
     cache : cache reader
         From :func:`cache.open_cache`.
-    params : FigureParams, optional
+    config : AnalysisConfig or dict, optional
+        Every analysis setting (default ``AnalysisConfig()``); the same object
+        the report, the notebooks and the demo use.
     predict : dict of str to callable, optional
         Model callables for the deletion curves (see
         :func:`analysis.localisation.deletion_from_cache`); without them the
@@ -499,17 +548,22 @@ def compute_analyses(
         Samples per group in the deletion curves (each step runs the model on all).
     deletion_steps : int
         Removed fractions ``linspace(0, 1, deletion_steps)``.
+    sanity : str, Path or sequence of SanityResult, optional
+        The model-randomisation check: a folder (or ``sanity.json``) written
+        by ``defocus sanity``, or its results; added as ``analyses["sanity"]``
+        and to the table.
     progress : bool
         Show progress bars.
 
     Returns
     -------
     table : pandas.DataFrame
-        The long summary table (``analysis, group, model, metric, value, note``).
+        The long summary table (``analysis, group, model, metric, value, note``),
+        with the config as rows of ``analysis = "config"``.
     analyses : dict
         The analysis objects by name (``masks``, ``variance``, ``alignment``,
         ``localisation``, ``embedding`` and, with RGB features,
-        ``embedding_features_rgb``).
+        ``embedding_features_rgb``; ``sanity`` when given).
     """
     import numpy as np
 
@@ -517,25 +571,19 @@ def compute_analyses(
     from analysis.localisation import deletion_from_cache
     from analysis.summary import summarise_cache, summary_frames
 
-    params = params or FigureParams()
+    cfg = resolve_config(config)
     if (
         isinstance(deletion_steps, bool)
         or not isinstance(deletion_steps, int)
         or deletion_steps < 2
     ):
         raise ValueError(f"deletion_steps must be an integer >= 2, got {deletion_steps!r}")
+    sanity_results = _read_sanity(sanity)
     table, analyses = summarise_cache(
         cache,
-        thresholds=params.thresholds,
-        window=params.window,
-        bins=params.bins,
-        n_boot=params.n_boot,
-        n_permutations=params.n_permutations,
+        config=cfg,
         embedding="features_defocus" in cache.fields,
-        perplexities=params.perplexities,
-        n_per_class=params.n_per_class,
         predict=None,  # deletion below, with a sample budget
-        seed=params.seed,
         progress=progress,
         return_analyses=True,
     )
@@ -546,22 +594,43 @@ def compute_analyses(
             predict,
             max_samples=deletion_samples,
             fractions=tuple(np.linspace(0.0, 1.0, deletion_steps)),
-            seed=params.seed,
+            seed=cfg.seed,
         )
         loc.deletion, loc.deletion_check = curves, check
         loc.unavailable = {
             k: v for k, v in loc.unavailable.items() if not k.startswith("deletion")
         } | unavailable
-        table = summary_frames(analyses)
+    if sanity_results is not None:
+        analyses["sanity"] = sanity_results
+    if predict or sanity_results is not None:
+        table = summary_frames(analyses, config=cfg)
+        table.attrs["config"] = cfg.to_dict()
     if "features_rgb" in cache.fields:
         analyses["embedding_features_rgb"] = embedding_from_cache(
             cache,
             "features_rgb",
-            perplexities=params.perplexities,
-            n_per_class=params.n_per_class,
-            seed=params.seed,
+            perplexities=cfg.perplexities,
+            n_per_class=cfg.n_per_class,
+            seed=cfg.seed,
         )
     return table, analyses
+
+
+def _read_sanity(sanity):
+    """``None``, or the list of SanityResult of a folder, a ``sanity.json`` or a sequence."""
+    if sanity is None:
+        return None
+    if isinstance(sanity, (str, Path)):
+        from analysis.sanity import read_sanity
+
+        path = Path(sanity)
+        if not (path / "sanity.json").is_file() and not path.is_file():
+            raise FileNotFoundError(
+                f"no model-randomisation check at {path} (no sanity.json): run 'defocus sanity "
+                f"... --out {path}'"
+            )
+        return read_sanity(path)
+    return list(sanity)
 
 
 def _cache_fingerprint(cache) -> str:
@@ -572,8 +641,10 @@ def draw_figures(
     cache,
     out_dir: str | Path,
     *,
-    params: FigureParams | None = None,
+    config: AnalysisConfig | dict | None = None,
+    options: FigureOptions | None = None,
     analyses: dict | None = None,
+    sanity=None,
     formats: Sequence[str] = ("pdf", "png"),
     dpi: int = 150,
     only: Sequence[str] | None = None,
@@ -588,10 +659,18 @@ def draw_figures(
         The cache (opened with :func:`cache.open_cache` when a path).
     out_dir : str or Path
         Output folder (created).
-    params : FigureParams, optional
+    config : AnalysisConfig or dict, optional
+        Every analysis setting (default ``AnalysisConfig()``). With
+        ``analyses`` given, the config they were computed with (taken from
+        them when omitted).
+    options : FigureOptions, optional
+        What the figures show (gallery threshold, overlay samples).
     analyses : dict, optional
         Analysis objects by name, as :func:`compute_analyses` returns them;
         computed here when not given.
+    sanity : str, Path or sequence of SanityResult, optional
+        The model-randomisation check for its figure (see :func:`compute_analyses`);
+        ignored when ``analyses`` holds ``"sanity"``.
     formats : sequence of str
         File formats; ``"png"`` is always included (the report needs it).
     dpi : int
@@ -606,11 +685,13 @@ def draw_figures(
     Returns
     -------
     dict
-        The manifest: ``cache``, ``cache_manifest_sha256``, ``params``,
-        ``width``, ``width_inches``, ``figures`` (one entry per figure with
-        ``stem``, ``section``, ``title``, ``caption`` (what the drawn figure
-        shows, or why it was not drawn), ``png``, ``pdf``, ``files``,
-        ``fields``, ``functions``, ``paper``, ``unavailable``, ``seconds``).
+        The manifest: ``cache``, ``cache_manifest_sha256``, ``analysis_config``
+        (the :class:`AnalysisConfig` as a dict), ``options``, ``level`` (the
+        unit of inference: "video" or "frame"), ``width``, ``width_inches``,
+        ``figures`` (one entry per figure with ``stem``, ``section``,
+        ``title``, ``caption`` (what the drawn figure shows, or why it was
+        not drawn), ``png``, ``pdf``, ``files``, ``fields``, ``functions``,
+        ``paper``, ``unavailable``, ``seconds``).
     """
     import matplotlib
 
@@ -623,7 +704,11 @@ def draw_figures(
 
     if isinstance(cache, (str, Path)):
         cache = open_cache(cache)
-    params = params or FigureParams()
+    if config is None and analyses is not None:
+        recorded = getattr(analyses.get("alignment"), "config", None)
+        config = recorded or None
+    cfg = resolve_config(config)
+    options = options or FigureOptions()
     style = FigureStyle(width=width, model_names=_model_names(cache))
     formats = list(dict.fromkeys([*formats, "png"]))
     sections = {t.section for t in FIGURE_TYPES}
@@ -634,19 +719,21 @@ def draw_figures(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if analyses is None:
-        _, analyses = compute_analyses(cache, params, progress=progress)
+        _, analyses = compute_analyses(cache, cfg, sanity=sanity, progress=progress)
+    elif sanity is not None and "sanity" not in analyses:
+        analyses = {**analyses, "sanity": _read_sanity(sanity)}
 
     types = [t for t in FIGURE_TYPES if only is None or t.section in only]
     entries = []
-    memo: dict[str, bool] = {}
+    memo: dict[str, bool] = {f"has:{k}": bool(analyses.get(k)) for k in ("sanity",)}
     for ftype in tqdm(types, desc="figures", unit="fig", disable=not progress):
         start = time.perf_counter()
-        stem = _gallery_stem(params) if ftype.stem == "masks_binary_gallery" else ftype.stem
+        stem = _gallery_stem(options) if ftype.stem == "masks_binary_gallery" else ftype.stem
         reason = _not_drawable(ftype, cache, memo)
         if reason is not None:
             fig = unavailable_figure(reason, ftype.title, style.width)
         else:
-            fig = ftype.draw(analyses, cache, params, style)
+            fig = ftype.draw(analyses, cache, options, style)
         files = save_figure(fig, out_dir / stem, formats=formats, dpi=dpi)
         unavailable = getattr(fig, "_analysis_unavailable", None)
         caption = caption_of(fig, ftype.caption)
@@ -669,12 +756,17 @@ def draw_figures(
                 "seconds": round(time.perf_counter() - start, 3),
             }
         )
+    level = getattr(analyses.get("alignment"), "level", None) or getattr(
+        analyses.get("variance"), "level", "frame"
+    )
     manifest = {
         "cache": str(Path(cache.path).resolve()),
         "cache_manifest_sha256": _cache_fingerprint(cache),
         "groups": list(cache.groups),
         "n_samples": int(cache.n_samples()),
-        "params": params.to_dict(),
+        "analysis_config": cfg.to_dict(),
+        "options": options.to_dict(),
+        "level": level,
         "width": style.width,
         "width_inches": column_width(style.width),
         "formats": formats,

@@ -42,6 +42,7 @@ __all__ = [
     "parameter_names",
     "parse_parameter",
     "read_notebook",
+    "save_table",
 ]
 
 
@@ -202,6 +203,30 @@ def check_indices(name: str, value: Any, n: int) -> list[int]:
     if bad:
         raise ValueError(f"{name} must lie in [0, {n}), got {bad}")
     return [int(i) for i in value]
+
+
+def save_table(table, path: str | Path) -> Path:
+    """Write a table (a pandas DataFrame, or a list of dicts) as CSV, atomically.
+
+    What the notebooks write beside their figures, so a test (or a reader)
+    can compare their numbers with the report's.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame or list of dict
+    path : str or Path
+        The ``.csv`` file (parents created).
+
+    Returns
+    -------
+    Path
+    """
+    import pandas as pd
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, pd.DataFrame(table).to_csv(index=False))
+    return path
 
 
 # ----------------------------------------------------------------- execution

@@ -13,7 +13,14 @@ A run folder, as :mod:`defocus_forensics.demo` writes it::
     RUN/figures/*.png                  the figures (PDF twins beside them)
     RUN/summary.json                   headline numbers and the analysis summary
     RUN/run.json                       the run's own config and stage timings (optional)
+    RUN/sanity/sanity.json             the model-randomisation check (optional)
     RUN/notebooks/*.html               executed notebooks (optional, linked)
+
+The page opens with what a reader must know first (problems with the
+inputs, caveats such as a ``--quick`` run or p-values that cannot go below
+0.01, a model whose attributions barely depend on its weights), then the
+headline table: one row per headline number, ``quantity | value with CI |
+what it measures`` (:func:`defocus_forensics.headline.headline_rows`).
 
 Every piece is optional except the figures manifest or at least one PNG, so
 the report also works on a folder made by ``defocus figures`` alone.
@@ -80,6 +87,12 @@ class ReportInputs:
     run: dict[str, Any] = field(default_factory=dict)
     #: Problems a reader must know of (missing cache, figures of another cache), shown on top.
     warnings: list[str] = field(default_factory=list)
+    #: The model-randomisation check (``SanityResult`` objects), when the run has one.
+    sanity: list = field(default_factory=list)
+    #: The analysis settings (AnalysisConfig as a dict) the numbers were computed with.
+    analysis_config: dict[str, Any] = field(default_factory=dict)
+    #: Display names of the models (with their backbones, from the figures manifest).
+    model_names: dict[str, str] = field(default_factory=dict)
 
 
 def _read_json(path: Path) -> Any:
@@ -144,9 +157,11 @@ def load_run(
     inputs = ReportInputs(title=f"defocus-forensics run: {run_dir.resolve().name}")
 
     manifest_path = figures_dir / "figures_manifest.json"
+    figures_config = None
     if manifest_path.is_file():
         manifest = _read_json(manifest_path)
         figures_cache_sha = manifest.get("cache_manifest_sha256")
+        figures_config = manifest.get("analysis_config")
         for entry in manifest.get("figures", []):
             png = entry.get("png") or entry.get("files", {}).get("png")
             if not png:
@@ -171,6 +186,28 @@ def load_run(
         inputs.summary = _read_json(run_dir / "summary.json")
     if (run_dir / "run.json").is_file():
         inputs.run = _read_json(run_dir / "run.json")
+    configs = {
+        "summary.json": inputs.summary.get("analysis_config")
+        if isinstance(inputs.summary, dict)
+        else None,
+        "run.json": inputs.run.get("analysis_config") if isinstance(inputs.run, dict) else None,
+        "figures_manifest.json": figures_config,
+    }
+    known = {k: v for k, v in configs.items() if isinstance(v, dict)}
+    if known:
+        inputs.analysis_config = next(iter(known.values()))
+        differ = sorted(k for k, v in known.items() if v != inputs.analysis_config)
+        if differ:
+            inputs.warnings.append(
+                f"the analysis settings of {', '.join(differ)} differ from those of "
+                f"{next(iter(known))}: the figures and the numbers below were not computed "
+                "with the same AnalysisConfig"
+            )
+    sanity_json = run_dir / "sanity" / "sanity.json"
+    if sanity_json.is_file():
+        from analysis.sanity import read_sanity
+
+        inputs.sanity = read_sanity(sanity_json)
     cache_manifest = cache_dir / "manifest.json"
     if cache_manifest.is_file():
         from cache.integrity import check
@@ -191,6 +228,7 @@ def load_run(
             )
         inputs.config = {k: v for k, v in manifest.items() if k not in _BOOKKEEPING}
         inputs.fingerprints = _fingerprints(manifest)
+        inputs.model_names = _model_names(manifest)
         sha = hashlib.sha256(cache_manifest.read_bytes()).hexdigest()
         if figures_cache_sha is not None and figures_cache_sha != sha:
             inputs.warnings.append(
@@ -207,6 +245,17 @@ def load_run(
     if notebooks_dir.is_dir():
         inputs.notebooks = sorted(notebooks_dir.glob("*.html"))
     return inputs
+
+
+def _model_names(manifest: dict[str, Any]) -> dict[str, str]:
+    """``{"defocus": "defocus model (resnet10t)", ...}`` from a cache manifest."""
+    names = {"defocus": "defocus model", "rgb": "RGB model"}
+    models = ((manifest.get("config") or {}).get("models")) or {}
+    for kind, entry in models.items():
+        backbone = ((entry or {}).get("config") or {}).get("backbone")
+        if kind in names and backbone:
+            names[kind] = f"{names[kind]} ({backbone})"
+    return names
 
 
 def flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -318,8 +367,44 @@ figure { margin: 1em 0 2em; } figure img { max-width: min(100%, 960px); border: 
 figcaption { font-size: .9em; color: #555; }
 nav a { margin-right: 1em; } .muted { color: #777; font-size: .9em; }
 .warning { background: #fff4e5; border-left: 4px solid #e69f00; padding: .6em .8em; }
+.flagged { background: #fde8e0; border-left-color: #d55e00; }
+table.headline td { word-break: normal; } table.headline td.measures {
+  font-family: system-ui, sans-serif; color: #444; font-size: .9em; }
+.legend { font-size: .92em; color: #333; }
 details pre { background: #f8f8f8; padding: .8em; overflow-x: auto; font-size: .85em; }
 """
+
+
+def _headline_table(rows: list[dict[str, str]]) -> str:
+    """Render the headline table: ``quantity | value with CI | what it measures``, one row each."""
+    head = "<tr><th>quantity</th><th>value with CI</th><th>what it measures</th></tr>"
+    body = "\n".join(
+        f"<tr><th>{html.escape(r['quantity'])}</th><td>{html.escape(r['value'])}</td>"
+        f'<td class="measures">{html.escape(r["measures"])}</td></tr>'
+        for r in rows
+    )
+    return f'<table class="headline">\n{head}\n{body}\n</table>'
+
+
+def _level_line(headline: dict[str, Any], config: dict[str, Any]) -> str:
+    """One line: the unit of inference and the resolution of the permutation p-values."""
+    level = headline.get("level", "frame")
+    cfg = config or headline.get("analysis_config") or {}
+    n_perm = cfg.get("n_permutations")
+    unit = (
+        "video-level: whole videos are resampled and tested as units (frames of one video are "
+        "near-duplicates)"
+        if level == "video"
+        else "frame-level: every image is a unit (the cache names no videos, or the run chose "
+        "unit=frame)"
+    )
+    perm = (
+        f" Permutation p-values use {n_perm} permutations: none can be below "
+        f"1/{n_perm + 1} = {_fmt(1 / (n_perm + 1))}."
+        if isinstance(n_perm, int)
+        else ""
+    )
+    return f'<p class="legend">Intervals and tests: {html.escape(unit)}.{html.escape(perm)}</p>'
 
 
 def render_report(inputs: ReportInputs, report_dir: str | Path, *, inline: bool = True) -> str:
@@ -359,6 +444,13 @@ def render_report(inputs: ReportInputs, report_dir: str | Path, *, inline: bool 
     parts.append("<nav>" + " ".join(nav) + "</nav>")
     for warning in inputs.warnings:
         parts.append(f'<p class="warning"><strong>Warning:</strong> {html.escape(warning)}</p>')
+    for result in inputs.sanity:
+        if result.flagged:
+            parts.append(
+                '<p class="warning flagged"><strong>Attributions flagged:</strong> '
+                f"{html.escape(result.message)} (model-randomisation check, "
+                "sanity/sanity.json)</p>"
+            )
     for caveat in run_caveats(inputs):
         parts.append(
             f'<p class="warning"><strong>Read with care:</strong> {html.escape(caveat)}</p>'
@@ -367,8 +459,19 @@ def render_report(inputs: ReportInputs, report_dir: str | Path, *, inline: bool 
     parts.append('<h2 id="summary">Summary</h2>')
     headline = inputs.summary.get("headline") if isinstance(inputs.summary, dict) else None
     if headline:
+        from defocus_forensics.headline import SKILL_LEGEND, headline_rows, sanity_entry
+
+        headline = dict(headline)
+        for result in inputs.sanity:  # RUN/sanity/ may be newer than the summary
+            headline.setdefault(f"sanity_{result.model}", sanity_entry(result))
         parts.append("<h3>Headline numbers</h3>")
-        parts.append(_dict_tables(headline, "headline"))
+        parts.append(f'<p class="legend">Alignment: {html.escape(SKILL_LEGEND)}.</p>')
+        parts.append(_level_line(headline, inputs.analysis_config))
+        rows = headline_rows(headline, inputs.model_names)
+        if rows:
+            parts.append(_headline_table(rows))
+        else:
+            parts.append(_dict_tables(headline, "headline"))
     table = inputs.summary.get("table") if isinstance(inputs.summary, dict) else None
     if isinstance(table, list) and table and all(isinstance(r, dict) for r in table):
         parts.append(
@@ -378,7 +481,11 @@ def render_report(inputs: ReportInputs, report_dir: str | Path, *, inline: bool 
         parts.append(_records_table(table))
         parts.append("</details>")
     rest = (
-        {k: v for k, v in inputs.summary.items() if k not in ("headline", "table")}
+        {
+            k: v
+            for k, v in inputs.summary.items()
+            if k not in ("headline", "table", "analysis_config", "files")
+        }
         if isinstance(inputs.summary, dict)
         else {}
     )
@@ -417,9 +524,21 @@ def render_report(inputs: ReportInputs, report_dir: str | Path, *, inline: bool 
             )
 
     parts.append('<h2 id="config">Run config</h2>')
+    if inputs.analysis_config:
+        parts.append(
+            f"<details><summary>analysis settings (AnalysisConfig, "
+            f"{len(inputs.analysis_config)} settings: the same for the figures, the summary "
+            "and the notebooks)</summary>"
+            + _table(list(inputs.analysis_config.items()), "analysis-config")
+            + "</details>"
+        )
     if inputs.run:
         # "settings" repeats part of "config": show each key once
-        run_cfg = {k: v for k, v in inputs.run.items() if k not in ("stages", "settings")}
+        run_cfg = {
+            k: v
+            for k, v in inputs.run.items()
+            if k not in ("stages", "settings", "headline", "analysis_config")
+        }
         parts.append(
             f"<details><summary>run.json ({len(flatten(run_cfg))} settings)</summary>"
             + _table(flatten(run_cfg), "run")
@@ -457,9 +576,10 @@ def run_caveats(inputs: ReportInputs) -> list[str]:
     """Return what a reader must know before reading the numbers of this run.
 
     A ``--quick`` run (tiny models on a few dozen images), statistics over
-    fewer than :data:`MIN_SAMPLES_PER_GROUP` samples per group, and
-    permutation tests with fewer than :data:`MIN_PERMUTATIONS` permutations
-    (whose p-values cannot go below ``1 / (n + 1)``).
+    fewer than :data:`MIN_SAMPLES_PER_GROUP` samples per group, permutation
+    tests with fewer than :data:`MIN_PERMUTATIONS` permutations (whose
+    p-values cannot go below ``1 / (n + 1)``), and sign-flip tests over so
+    few units that no p below 0.01 can occur (``1 / 2^K`` with ``K`` units).
     """
     out = []
     config = inputs.run.get("config", {}) if isinstance(inputs.run, dict) else {}
@@ -485,11 +605,24 @@ def run_caveats(inputs: ReportInputs) -> list[str]:
             f"per group (fewer than {MIN_SAMPLES_PER_GROUP}): their confidence intervals are "
             "wide and small differences mean little."
         )
-    n_perm = config.get("n_permutations")
+    n_perm = (inputs.analysis_config or {}).get("n_permutations", config.get("n_permutations"))
     if isinstance(n_perm, int) and n_perm < MIN_PERMUTATIONS:
         out.append(
             f"permutation tests used {n_perm} permutations, so no p-value can be smaller than "
             f"1/{n_perm + 1} = {1 / (n_perm + 1):.3f}."
+        )
+    floors = [
+        v.get(k)
+        for v in headline.values()
+        if isinstance(v, dict)
+        for k in ("p_floor", "paired_p_floor")
+        if isinstance(v.get(k), (int, float))
+    ]
+    if floors and min(floors) > 0.01 and not (isinstance(n_perm, int) and n_perm < 99):
+        out.append(
+            "the sign-flip tests of this run cannot reach p < 0.01: with so few independent "
+            f"units (fakes or videos) per group the smallest p they can give is about "
+            f"{_fmt(min(floors))}, so a p-value above 0.01 here says little."
         )
     return out
 

@@ -13,7 +13,9 @@
 # features of 1000 real + 1000 fake test images with t-SNE (perplexity 5,
 # sweep 5/10/20/40, seed 42). `analysis.embedding` does the same (openTSNE),
 # skips perplexities too large for the sample, and scores each embedding
-# with trustworthiness and silhouette. Set `field = "features_rgb"` for the
+# with trustworthiness and silhouette. The perplexities, the number per
+# class and the seed come from the `AnalysisConfig` (`analysis_config =
+# {"seed": 42}` for the paper's seed). Set `field = "features_rgb"` for the
 # RGB model, `method = "pca"` for a linear view.
 
 # %% tags=["parameters"]
@@ -22,9 +24,7 @@ output_dir = "notebook_outputs/embedding"
 dpi = 100  # resolution of the saved PNGs
 field = "features_defocus"  # or "features_rgb"
 method = "tsne"  # "tsne" or "pca"
-perplexities = [5, 10, 20, 40]
-n_per_class = 1000  # reals and fakes embedded
-seed = 42
+analysis_config = {}  # AnalysisConfig settings by name (perplexities, n_per_class, seed)
 
 # %%
 # %matplotlib inline
@@ -32,18 +32,17 @@ from pathlib import Path
 
 from IPython.display import display
 
+from analysis.config import AnalysisConfig
 from cache import open_cache
 from defocus_forensics.notebooks import check_choice, check_positive, find_cache
 
 cache = open_cache(find_cache(cache_path))
 check_choice("field", field, [f for f in cache.fields if f.startswith("features_")])
 check_choice("method", method, ["tsne", "pca"])
-if not isinstance(perplexities, list) or not perplexities:
-    raise ValueError(f"perplexities must be a non-empty list, got {perplexities!r}")
-for p in perplexities:
-    check_positive("perplexities", p)
-check_positive("n_per_class", n_per_class, integer=True)
 check_positive("dpi", dpi, integer=True)
+if not isinstance(analysis_config, dict):
+    raise ValueError(f"analysis_config must be a dict of settings, got {analysis_config!r}")
+config = AnalysisConfig.from_dict(analysis_config)
 output_dir = Path(output_dir)
 output_dir.mkdir(parents=True, exist_ok=True)
 
@@ -52,7 +51,12 @@ from analysis.embedding import embedding_from_cache, plot_embedding_sweep
 from analysis.style import save_figure
 
 result = embedding_from_cache(
-    cache, field, method=method, perplexities=perplexities, n_per_class=n_per_class, seed=seed
+    cache,
+    field,
+    method=method,
+    perplexities=config.perplexities,
+    n_per_class=config.n_per_class,
+    seed=config.seed,
 )
 print("unavailable:", result.unavailable or "nothing")
 display(result.metrics)

@@ -12,7 +12,10 @@
 # Choose a group and a sample; see the image, its defocus map, both models'
 # attribution maps, the binary mask `|fake - real| > T` under the threshold
 # slider, and the sample's alignment histograms (A: `|fake - real|` mass per
-# defocus level; B: `|attribution|` mass) with its score. Open this notebook
+# defocus level; B: `|attribution|` mass; the line: a constant attribution)
+# with its raw score, floor and skill (0 = no better than a constant
+# attribution, 1 = attribution proportional to `|fake - real|`). The colour
+# maps are the figures' (`analysis.style`). Open this notebook
 # in JupyterLab (it needs a live kernel for the widgets); executed by
 # papermill (`defocus notebooks`, `defocus demo`, which set `live = False`) it
 # shows the parameters' sample as a static figure and builds no widgets.
@@ -23,18 +26,21 @@ cache_path = "runs/demo/cache"
 group = None  # None means the first group holding fakes
 index = 0  # sample index within the group
 threshold = 0.1  # binary-mask threshold T in (0, 1)
-bins = 20  # alignment histogram bins
+analysis_config = {}  # AnalysisConfig settings by name (the explorer uses "bins")
 live = True  # build the interactive widgets (needs a frontend; batch runs set False)
 
 # %%
 # %matplotlib inline
+from analysis.config import AnalysisConfig
 from cache import open_cache
 from defocus_forensics.explorer import Explorer
-from defocus_forensics.notebooks import check_choice, check_fraction, check_positive, find_cache
+from defocus_forensics.notebooks import check_choice, check_fraction, find_cache
 
 cache = open_cache(find_cache(cache_path))
-check_positive("bins", bins, integer=True)
-explorer = Explorer(cache, bins=bins)
+if not isinstance(analysis_config, dict):
+    raise ValueError(f"analysis_config must be a dict of settings, got {analysis_config!r}")
+config = AnalysisConfig.from_dict(analysis_config)
+explorer = Explorer(cache, bins=config.bins)
 if group is None:
     group = explorer.default_group()
 check_choice("group", group, explorer.groups())

@@ -11,21 +11,20 @@
 #
 # Beyond the paper: each model's `|attribution|` is scored against a
 # reference region, the ground-truth manipulation mask (SyntheticDoF's
-# pasted regions) and the binary defocus mask `|fake - real| > T`:
-# relevance mass accuracy (share of attribution inside the region),
-# relevance rank accuracy, and the pointing game, each with its chance
-# level. Deletion curves need the models themselves, so from a cache alone
-# they are marked unavailable (`defocus demo` draws them). From
-# `analysis.localisation`.
+# pasted regions) and the binary defocus mask `|fake - real| > T`
+# (`localisation_threshold` of the `AnalysisConfig`): relevance mass
+# accuracy (share of attribution inside the region), relevance rank
+# accuracy, and the pointing game, each with its chance level. Deletion
+# curves need the models themselves, so from a cache alone they are marked
+# unavailable (`defocus demo` draws them). From `analysis.localisation`.
 
 # %% tags=["parameters"]
 cache_path = "runs/demo/cache"
 output_dir = "notebook_outputs/localisation"
 dpi = 100  # resolution of the saved PNGs
 groups = None  # fake groups; None means all
-threshold = 0.1  # T of the binary defocus mask used as a region
 models = ["defocus", "rgb"]
-seed = 0
+analysis_config = {}  # AnalysisConfig settings by name (localisation_threshold, n_boot, seed)
 
 # %%
 # %matplotlib inline
@@ -33,19 +32,22 @@ from pathlib import Path
 
 from IPython.display import display
 
+from analysis.config import AnalysisConfig
 from cache import open_cache
-from defocus_forensics.notebooks import check_choice, check_fraction, check_positive, find_cache
+from defocus_forensics.notebooks import check_choice, check_positive, find_cache
 
 cache = open_cache(find_cache(cache_path))
 if groups is not None:
     for g in groups:
         check_choice("groups", g, cache.groups)
-check_fraction("threshold", threshold)
 if not isinstance(models, list) or not models:
     raise ValueError(f"models must be a non-empty list, got {models!r}")
 for m in models:
     check_choice("models", m, ["defocus", "rgb"])
 check_positive("dpi", dpi, integer=True)
+if not isinstance(analysis_config, dict):
+    raise ValueError(f"analysis_config must be a dict of settings, got {analysis_config!r}")
+config = AnalysisConfig.from_dict(analysis_config)
 output_dir = Path(output_dir)
 output_dir.mkdir(parents=True, exist_ok=True)
 
@@ -57,9 +59,7 @@ from analysis.localisation import (
 )
 from analysis.style import save_figure
 
-result = localisation_from_cache(
-    cache, threshold=threshold, models=tuple(models), groups=groups, seed=seed
-)
+result = localisation_from_cache(cache, models=tuple(models), groups=groups, config=config)
 print("unavailable:", result.unavailable or "nothing")
 display(result.summary)
 

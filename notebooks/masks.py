@@ -12,18 +12,19 @@
 # The paper's mask is `|fake_map - real_map| > T` on paired, per-sample
 # min-max normalised defocus maps. Per manipulation it reports the mean,
 # max, min and median count of activated pixels, and sweeps `T` over
-# 1e-1 ... 1e-4. Where the cache holds ground-truth manipulation masks
-# (SyntheticDoF's pasted regions), the defocus mask is scored against them.
-# All numbers come from `analysis.masks`.
+# 1e-1 ... 1e-4 (`thresholds` of the `AnalysisConfig`). Where the cache
+# holds ground-truth manipulation masks (SyntheticDoF's pasted regions), the
+# defocus mask is scored against them. All numbers come from
+# `analysis.masks`.
 
 # %% tags=["parameters"]
 cache_path = "runs/demo/cache"  # a cache folder
 output_dir = "notebook_outputs/masks"  # figures are saved here (PDF + PNG)
 dpi = 100  # resolution of the saved PNGs
 groups = None  # fake groups to analyse, e.g. ["pasted_region"]; None means all
-thresholds = [0.1, 0.05, 0.01, 0.005, 0.001, 0.0005, 0.0001]  # the sweep
 threshold = 0.1  # T of the gallery
 n_gallery = 2  # pairs shown per group
+analysis_config = {}  # AnalysisConfig settings by name, e.g. {"thresholds": [0.1, 0.01]}
 
 # %%
 # %matplotlib inline
@@ -31,6 +32,7 @@ from pathlib import Path
 
 from IPython.display import display
 
+from analysis.config import AnalysisConfig
 from cache import open_cache
 from defocus_forensics.notebooks import check_choice, check_fraction, check_positive, find_cache
 
@@ -38,23 +40,22 @@ cache = open_cache(find_cache(cache_path))
 if groups is not None:
     for g in groups:
         check_choice("groups", g, cache.groups)
-if not isinstance(thresholds, list) or not thresholds:
-    raise ValueError(f"thresholds must be a non-empty list, got {thresholds!r}")
-for t in thresholds:
-    check_fraction("thresholds", t)
 check_fraction("threshold", threshold)
 check_positive("n_gallery", n_gallery, integer=True)
-if threshold not in thresholds:
-    thresholds = sorted({*thresholds, threshold}, reverse=True)
 check_positive("dpi", dpi, integer=True)
+if not isinstance(analysis_config, dict):
+    raise ValueError(f"analysis_config must be a dict of settings, got {analysis_config!r}")
+config = AnalysisConfig.from_dict(analysis_config)
 output_dir = Path(output_dir)
 output_dir.mkdir(parents=True, exist_ok=True)
 
 # %%
 from analysis.masks import masks_from_cache, plot_mask_gallery, plot_threshold_sweep
 from analysis.style import save_figure
+from defocus_forensics.notebooks import save_table
 
-result = masks_from_cache(cache, thresholds=thresholds, groups=groups, n_gallery=n_gallery)
+result = masks_from_cache(cache, groups=groups, n_gallery=n_gallery, config=config)
+save_table(result.stats, output_dir / "masks_stats.csv")
 display(result.stats)
 
 # %% [markdown]

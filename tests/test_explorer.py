@@ -195,3 +195,40 @@ def test_widgets_update_on_release_and_show_whole_labels(cache):
     w = Explorer(cache).widget()
     assert w.threshold.continuous_update is False
     assert w.sample.style.description_width == "initial"
+
+
+def test_skill_beside_the_score_against_numpy(cache):
+    ex = Explorer(cache)
+    view = ex.view("pasted", 2, 0.1)
+    fake = cache.load("defocus", "pasted")[2].astype(np.float64)
+    real = cache.load("defocus", "real")[N_PAIRS - 3].astype(np.float64)
+    a = _reference_hist(fake, np.abs(fake - real))
+    constant = _reference_hist(fake, np.ones_like(fake))
+    floor = np.minimum(a, constant).sum()
+    for model, al in view.alignment.items():
+        assert al.floor == pytest.approx(floor, rel=1e-9)
+        assert al.skill == pytest.approx((al.score - floor) / (1 - floor), rel=1e-9)
+        np.testing.assert_allclose(al.hist_constant, constant, rtol=1e-9, atol=1e-12)
+        assert f"alignment {model}: {al.score:.3f} (floor {floor:.3f}, skill " in ex.describe(view)
+    assert "0 = no better than constant" in ex.describe(view)
+    titles = [ax.get_title() for ax in ex.figure(view).get_axes()]
+    assert sum(f"floor {floor:.3f}, skill" in t for t in titles) == 2
+
+
+def test_explorer_uses_the_figures_colour_maps_and_one_attribution_scale(cache):
+    from analysis.style import DEFOCUS_CMAP, MASK_CMAP, SEQUENTIAL_CMAP
+
+    ex = Explorer(cache)
+    view = ex.view("pasted", 0, 0.1)
+    fig = ex.figure(view)
+    images = {ax.get_title(): ax.get_images()[0] for ax in fig.get_axes() if ax.get_images()}
+    assert images["defocus map"].get_cmap().name == DEFOCUS_CMAP
+    assert (images["defocus map"].norm.vmin, images["defocus map"].norm.vmax) == (0.0, 1.0)
+    attr = [images["defocus model |attr|"], images["RGB model Σ|attr|"]]
+    assert {im.get_cmap().name for im in attr} == {SEQUENTIAL_CMAP}
+    top = max(np.percentile(view.attr_defocus, 99), np.percentile(view.attr_rgb, 99))
+    assert [(im.norm.vmin, im.norm.vmax) for im in attr] == [(0.0, pytest.approx(top))] * 2
+    for title in ("|fake - real| > 0.1", "ground-truth mask"):
+        assert images[title].get_cmap().name == MASK_CMAP.name
+    bars = [ax for ax in fig.get_axes() if hasattr(ax, "_colorbar")]
+    assert len(bars) == 3  # defocus, |attribution| (both models), masks

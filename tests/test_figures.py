@@ -18,7 +18,17 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from PIL import Image
 
-from analysis import alignment, embedding, localisation, masks, overlays, variance
+from analysis import (
+    alignment,
+    comparison,
+    embedding,
+    localisation,
+    masks,
+    overlays,
+    sanity,
+    variance,
+)
+from analysis.config import AnalysisConfig
 from analysis.style import (
     DEFOCUS_CMAP,
     DIVERGING_CMAP,
@@ -30,7 +40,9 @@ from analysis.style import (
 )
 from cache import CacheWriter, open_cache
 from defocus_forensics.cli import main
-from defocus_forensics.figures import FIGURE_TYPES, FigureParams, draw_figures
+from defocus_forensics.figures import FIGURE_TYPES, FigureOptions, draw_figures
+
+FAST = AnalysisConfig(n_boot=10, n_permutations=5, perplexities=(2,))
 
 S = 16
 WIDTHS = {"single": 3.5, "double": 7.0}
@@ -112,8 +124,31 @@ def rich(tmp_path_factory):
         ),
         "embedding": embedding.embedding_from_cache(c, perplexities=(3,)),
         "overlays": overlays.overlays_from_cache(c, n=1),
+        "sanity": _sanity_results(),
     }
     return c, arrays, an
+
+
+#: Spearman correlations of a hand-made randomisation check: 3 stages x 5 samples per model.
+SANITY_RHO = {
+    "defocus": [
+        [0.9, 0.8, 0.7, 0.95, 0.85],
+        [0.5, 0.4, 0.3, 0.6, 0.2],
+        [0.1, 0.0, -0.1, 0.2, 0.05],
+    ],
+    "rgb": [[0.95, 0.9, 0.92, 0.97, 0.9], [0.9, 0.85, 0.8, 0.88, 0.7], [0.8, 0.75, 0.6, 0.9, 0.7]],
+}
+
+
+def _sanity_results():
+    stages = [{"name": n, "n_layers": k, "layers": [], "lowest": n} for n, k in
+              (("top-1", 1), ("top-5", 5), ("all", 9))]  # fmt: skip
+    return [
+        sanity.SanityResult(m, [f"s{i}" for i in range(5)], stages, np.array(rho), 0.5,
+                            {"explainer": {"name": "shap-gradient"},
+                             "ceiling": [0.9, 0.8, None, 0.7, 0.95]})
+        for m, rho in SANITY_RHO.items()
+    ]  # fmt: skip
 
 
 def _images(fig) -> list[AxesImage]:
@@ -143,6 +178,9 @@ def _draw_all(an, width):
         "deletion": localisation.plot_deletion_curves(
             an["localisation"], model_names=NAMES, **kw
         ),  # fmt: skip
+        "skill": alignment.plot_alignment_skill(an["alignment"], model_names=NAMES, **kw),
+        "paired": comparison.plot_model_comparison(an["alignment"], model_names=NAMES, **kw),
+        "sanity": sanity.plot_sanity_cascade(an["sanity"], model_names=NAMES, **kw),
     }
 
 
@@ -371,16 +409,12 @@ def test_width_must_be_a_paper_width(rich):
 # ------------------------------------------------------------------ draw_figures
 
 
-def test_params_validation():
-    assert FigureParams().to_dict()["thresholds"][0] == 0.1
+def test_options_validation():
+    assert FigureOptions().to_dict() == {"gallery_threshold": 0.1, "n_overlay": 2}
     with pytest.raises(ValueError, match=r"gallery_threshold must be in \(0, 1\), got 1.5"):
-        FigureParams(gallery_threshold=1.5)
-    with pytest.raises(ValueError, match="window must be odd, got 14"):
-        FigureParams(window=14)
-    with pytest.raises(ValueError, match="perplexities must be positive"):
-        FigureParams(perplexities=(0,))
-    with pytest.raises(ValueError, match="n_boot must be a positive integer"):
-        FigureParams(n_boot=0)
+        FigureOptions(gallery_threshold=1.5)
+    with pytest.raises(ValueError, match="n_overlay must be a positive integer, got 0"):
+        FigureOptions(n_overlay=0)
 
 
 def test_stems_are_unique_and_descriptive():
@@ -395,14 +429,16 @@ def test_stems_are_unique_and_descriptive():
 @pytest.mark.parametrize("width", ["single", "double"])
 def test_mask_figures_from_a_tiny_cache(tmp_path, rng, width):
     cache = _tiny_cache(tmp_path / "cache", rng)
-    params = FigureParams(gallery_threshold=0.2, n_boot=10, n_permutations=5, perplexities=(2,))
-    manifest = draw_figures(cache, tmp_path / "figs", params=params, only=["masks"],
+    options = FigureOptions(gallery_threshold=0.2)
+    manifest = draw_figures(cache, tmp_path / "figs", config=FAST, options=options, only=["masks"],
                             progress=False, width=width, dpi=100)  # fmt: skip
     stems = [f["stem"] for f in manifest["figures"]]
     assert stems == ["masks_binary_gallery_T0.2", "masks_threshold_sweep"]
     on_disk = json.loads((tmp_path / "figs" / "figures_manifest.json").read_text())
     assert on_disk == manifest
     assert manifest["groups"] == ["real", "swap"] and manifest["n_samples"] == 12
+    assert manifest["analysis_config"] == FAST.to_dict()  # the one config, recorded
+    assert manifest["options"] == options.to_dict() and manifest["level"] == "frame"
     assert len(manifest["cache_manifest_sha256"]) == 64
     assert manifest["width"] == width and manifest["width_inches"] == WIDTHS[width]
     for entry in manifest["figures"]:
@@ -420,7 +456,7 @@ def test_mask_figures_from_a_tiny_cache(tmp_path, rng, width):
 def test_figures_missing_fields_are_marked_unavailable(tmp_path, rng):
     cache = _tiny_cache(tmp_path / "cache", rng)
     manifest = draw_figures(cache, tmp_path / "figs", only=["embedding"], progress=False,
-                            params=FigureParams(n_boot=10, n_permutations=5))  # fmt: skip
+                            config=FAST)  # fmt: skip
     assert [f["unavailable"] for f in manifest["figures"]] == [
         "the cache has no 'features_defocus' field (extract with --defocus-model CKPT)",
         "the cache has no 'features_rgb' field (extract with --rgb-model CKPT)",
@@ -431,14 +467,15 @@ def test_figures_missing_fields_are_marked_unavailable(tmp_path, rng):
 def test_paired_figures_without_pairs_say_how_to_give_pairs(tmp_path, rng):
     cache = _tiny_cache(tmp_path / "cache", rng, paired=False)
     manifest = draw_figures(cache, tmp_path / "figs", only=["masks", "variance", "alignment"],
-                            progress=False, params=FigureParams(n_boot=10, n_permutations=5),
+                            progress=False, config=FAST,
                             width="single")  # fmt: skip
     by_stem = {f["stem"]: f for f in manifest["figures"]}
     for stem in ("masks_binary_gallery_T0.1", "masks_threshold_sweep",
-                 "variance_local_variance_pairs", "alignment_histograms_by_model"):  # fmt: skip
+                 "variance_local_variance_pairs", "alignment_histograms_by_model",
+                 "alignment_skill_by_model", "alignment_paired_difference"):  # fmt: skip
         reason = by_stem[stem]["unavailable"]
-        assert reason.startswith("no fake has a real partner: give pairs with pair=stem"), stem
-        assert "pair_id column" in reason
+        assert reason.startswith("no fake has a real partner"), stem
+        assert "pair=stem" in reason and "pair_id column" in reason, stem
     # unpaired data still gives the ECDF of the two groups
     assert by_stem["variance_mean_local_variance_ecdf"]["unavailable"] is None
 
@@ -529,11 +566,11 @@ class NoTorch(importlib.abc.MetaPathFinder):
         if name.split(".")[0] == "torch":
             raise ImportError("torch is blocked in this test")
 sys.meta_path.insert(0, NoTorch())
-from defocus_forensics.figures import FigureParams, draw_figures
+from defocus_forensics.figures import draw_figures
 from defocus_forensics.explorer import Explorer
 from defocus_forensics.report import build_report
 m = draw_figures({str(tmp_path / "cache")!r}, {str(tmp_path / "run" / "figures")!r},
-                 only=["masks"], progress=False, params=FigureParams(n_boot=10))
+                 only=["masks"], progress=False, config={{"n_boot": 10}})
 view = Explorer({str(tmp_path / "cache")!r}).view("swap", 0, 0.2)
 build_report({str(tmp_path / "run")!r})
 assert "torch" not in sys.modules
@@ -578,3 +615,153 @@ def test_embedding_without_perplexity_is_one_panel(rich):
     fig = embedding.plot_embedding_sweep(e, width="single", model_names=NAMES)
     assert [ax.get_title().split("\n")[0] for ax in fig.axes if ax.collections] == ["PCA"]
     assert "principal components" in caption_of(fig)
+
+
+# ------------------------------------------------------- skill, paired comparison, sanity
+
+
+def _ref_hist(fake: np.ndarray, weights: np.ndarray, bins: int = 20) -> np.ndarray:
+    """float64 reference of the paper's normalised histogram over the fake map's levels."""
+    idx = np.minimum((fake * bins).astype(int), bins - 1).ravel()
+    h = np.bincount(idx, weights=weights.ravel(), minlength=bins)
+    return h / (h.sum() + 1e-8)
+
+
+def _ref_scores(fake, real, attr):
+    """Raw score, floor and skill of one pair, re-implemented in float64 from the formulas."""
+    f, r = fake.astype(np.float64), real.astype(np.float64)
+    w = np.abs(attr.astype(np.float64))
+    w = w.sum(axis=0) if w.ndim == 3 else w
+    a = _ref_hist(f, np.abs(f - r))
+    score = np.minimum(a, _ref_hist(f, w)).sum()
+    floor = np.minimum(a, _ref_hist(f, np.ones_like(f))).sum()
+    return score, floor, (score - floor) / (1 - floor)
+
+
+def _pair_scores(arrays, group, model):
+    field = {"defocus": "attr_defocus", "rgb": "attr_rgb"}[model]
+    real = {i: k for k, i in enumerate(arrays["real"]["id"])}
+    fakes = arrays[group]
+    return np.array([
+        _ref_scores(fakes["defocus"][k], arrays["real"]["defocus"][real[p]], fakes[field][k])
+        for k, p in enumerate(fakes["pair_id"])
+    ])  # fmt: skip
+
+
+def test_skill_figure_draws_raw_floor_and_skill_of_every_group_and_model(rich):
+    _, arrays, an = rich
+    fig = alignment.plot_alignment_skill(an["alignment"], model_names=NAMES)
+    ax_raw, ax_skill = [ax for ax in fig.axes if ax.containers]
+    for ax, col in ((ax_raw, 0), (ax_skill, 2)):
+        drawn = sorted(float(c.lines[0].get_xdata()[0]) for c in ax.containers)
+        expected = sorted(
+            _pair_scores(arrays, g, m)[:, col].mean()
+            for g in ("pasted", "global")
+            for m in ("defocus", "rgb")
+        )
+        np.testing.assert_allclose(drawn, expected, rtol=1e-6, atol=1e-9)
+    floors = sorted(line.get_xdata()[0] for line in ax_raw.lines if line.get_linewidth() == 3.0)
+    ref = sorted(_pair_scores(arrays, g, "defocus")[:, 1].mean() for g in ("pasted", "global"))
+    np.testing.assert_allclose(floors, ref, rtol=1e-6)
+    # the p-value with its resolution beside each model (9 permutations: p >= 0.1)
+    texts = [t.get_text() for t in ax_skill.texts]
+    assert len(texts) == 4 and all(t.startswith(("p = ", "p ≤ 0.1")) for t in texts)
+    cap = caption_of(fig)
+    assert "0 (dashed) = no better than a constant attribution" in cap
+    assert "9 permutations; smallest reachable p 0.1" in cap and "frame-level" in cap
+
+
+def test_paired_difference_figure_draws_every_fake_and_the_paired_test(rich):
+    _, arrays, an = rich
+    fig = comparison.plot_model_comparison(an["alignment"], model_names=NAMES)
+    skill_ax = next(ax for ax in fig.axes if ax.get_title() == "skill difference")
+    dots = [line for line in skill_ax.lines if line.get_marker() == "o"]
+    drawn = sorted(float(y) for line in dots for y in line.get_ydata())
+    expected = []
+    for g in ("pasted", "global"):
+        expected += list(
+            _pair_scores(arrays, g, "defocus")[:, 2] - _pair_scores(arrays, g, "rgb")[:, 2]
+        )
+    np.testing.assert_allclose(drawn, sorted(expected), rtol=1e-6, atol=1e-9)
+    comp = an["alignment"].comparison.set_index(["group", "metric"])
+    labels = [t.get_text() for t in skill_ax.get_xticklabels()]
+    for label, g in zip(labels, ("pasted", "global"), strict=True):
+        row = comp.loc[(g, "skill")]
+        assert f"n={int(row['n'])}, p" in label
+    means = [float(c.lines[0].get_ydata()[0]) for c in skill_ax.containers]
+    np.testing.assert_allclose(means, [comp.loc[(g, "skill"), "mean_diff"] for g in
+                                       ("pasted", "global")], rtol=1e-9)  # fmt: skip
+    cap = caption_of(fig)
+    assert NAMES["defocus"] in cap and NAMES["rgb"] in cap and "sign-flip" in cap
+    assert "smallest reachable p 0.1" in cap
+
+
+def test_sanity_cascade_draws_medians_and_interquartile_ranges(rich):
+    fig = sanity.plot_sanity_cascade(rich[2]["sanity"], model_names=NAMES)
+    (ax,) = [a for a in fig.axes if a.containers]
+    for container, rho in zip(ax.containers, SANITY_RHO.values(), strict=True):
+        y = container.lines[0].get_ydata()
+        np.testing.assert_allclose(y, np.r_[1.0, np.median(rho, axis=1)])
+        (bars,) = container.lines[2]
+        segs = bars.get_segments()
+        q1, q3 = np.quantile(rho, [0.25, 0.75], axis=1)
+        np.testing.assert_allclose([s[0][1] for s in segs[1:]], q1)
+        np.testing.assert_allclose([s[1][1] for s in segs[1:]], q3)
+    flat = [ln for ln in ax.lines if len(set(ln.get_ydata())) == 1 and len(ln.get_ydata()) == 2]
+    axh = [ln.get_ydata()[0] for ln in flat if list(ln.get_xdata()) == [0, 1]]  # axhline
+    assert axh == [0.5, 0.0]  # the flag threshold (dashed) and 0
+    ceilings = [ln.get_ydata()[0] for ln in flat if list(ln.get_xdata()) != [0, 1]]
+    assert ceilings == pytest.approx([np.median([0.9, 0.8, 0.7, 0.95])] * 2)  # None left out
+    cap = caption_of(fig)
+    assert "noise ceiling 0.85" in cap
+    assert "RGB model (toy-b): median 0.75 with every layer re-initialised, FLAGGED" in cap
+    assert "defocus model (toy-a): median 0.05 with every layer re-initialised, passes" in cap
+
+
+def test_figures_record_the_one_analysis_config_and_take_its_options(tmp_path, rng, capsys):
+    _tiny_cache(tmp_path / "cache", rng)
+    out = tmp_path / "f"
+    code = main(["figures", "--cache", str(tmp_path / "cache"), "--out", str(out),
+                 "--only", "variance", "--quiet", "--padding", "reflect", "--unit", "frame",
+                 "--n-boot", "10", "--window", "5"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    manifest = json.loads((out / "figures_manifest.json").read_text())
+    expected = AnalysisConfig(padding="reflect", unit="frame", n_boot=10, window=5)
+    assert manifest["analysis_config"] == expected.to_dict()
+    assert manifest["analysis_config"]["n_permutations"] == 999  # the class default
+    assert "999 permutations" in capsys.readouterr().out
+    cap = next(f["caption"] for f in manifest["figures"] if f["stem"].endswith("ecdf"))
+    assert "5×5 window, reflect padding" in cap and "Reflect padding: the 2-px border band" in cap
+    # --config reads it back (from the manifest itself); an option given still wins
+    again = tmp_path / "g"
+    assert main(["figures", "--cache", str(tmp_path / "cache"), "--out", str(again), "--only",
+                 "variance", "--quiet", "--config", str(out / "figures_manifest.json"),
+                 "--seed", "3"]) == 0  # fmt: skip
+    recorded = json.loads((again / "figures_manifest.json").read_text())["analysis_config"]
+    assert recorded == expected.replace(seed=3).to_dict()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"n_permutation": 5}))
+    assert main(["figures", "--cache", str(tmp_path / "cache"), "--out", str(again),
+                 "--config", str(bad)]) == 2  # fmt: skip
+    assert "unknown analysis settings ['n_permutation']" in capsys.readouterr().err
+
+
+def test_figures_without_pairs_say_so_in_the_summary_too(tmp_path, rng):
+    """Item 9: the reason is the missing pairs, never a missing attribution field."""
+    from analysis.summary import summarise_cache
+
+    cache = _tiny_cache(tmp_path / "cache", rng, paired=False)
+    df = summarise_cache(cache, config=FAST, embedding=False)
+    rows = df[(df.metric == "unavailable") & ~df.note.str.contains("ground-truth 'mask'")
+              & ~df.model.str.startswith("deletion")]  # fmt: skip
+    notes = rows[rows.analysis.isin(["alignment", "masks", "localisation"])]["note"]
+    assert len(notes) >= 6
+    assert all("no fake has a real partner" in n and "pair=stem" in n for n in notes), list(notes)
+    assert not any("'attr_defocus' field" in n for n in df.note)
+
+
+def test_pairing_hint_is_the_data_layer_s_own():
+    from analysis.pairing import PAIRING_HINT
+    from detector.data.pairing import PAIRING_HINT as DATA_HINT
+
+    assert PAIRING_HINT == DATA_HINT

@@ -199,3 +199,79 @@ def test_notebooks_in_threads_never_change_the_working_folder(demo_run, tmp_path
     params = {"cache_path": str(demo_run.out / "cache"), "output_dir": "inner"}
     execute_notebook(NOTEBOOKS_DIR / "overview.py", "rel/one", params, html=False)
     assert (tmp_path / "rel/one/inner/summary.csv").is_file() and calls == []
+
+
+def _number(value):
+    """A summary value as a float (None/NaN/empty as NaN), or the text itself."""
+    import math
+
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _needs_the_models(row) -> bool:
+    """Summary rows only the demo can make: the deletion curves run the models themselves."""
+    text = f"{row['model']} {row['metric']} {row.get('note', '')}"
+    return "deletion" in text or "predict" in text
+
+
+@pytest.mark.slow
+def test_notebooks_give_the_report_s_numbers(demo_run):
+    """Issue 13: the executed notebooks and the report of one run print IDENTICAL numbers."""
+    import math
+
+    import pandas as pd
+
+    from defocus_forensics.headline import headline_rows
+
+    out = demo_run.out
+    report = json.loads((out / "summary.json").read_text())
+    key = ["analysis", "group", "model", "metric"]
+
+    def rows(records):
+        got = {}
+        for r in records:
+            r = {k: ("" if r[k] is None or r[k] != r[k] else str(r[k])) for k in key} | {
+                "value": r["value"], "note": r.get("note", "")}  # fmt: skip
+            if not _needs_the_models(r):
+                got.setdefault(tuple(r[k] for k in key), []).append(_number(r["value"]))
+        return got
+
+    from_report = rows(report["table"])
+    notebook = pd.read_csv(out / "notebooks" / "overview" / "summary.csv", keep_default_na=False,
+                           dtype=str)  # fmt: skip
+    from_notebook = rows(notebook.to_dict("records"))
+    assert set(from_report) == set(from_notebook)
+    assert len(from_report) > 300  # every analysis, not a few rows
+    differ = []
+    for k, values in from_report.items():
+        other = from_notebook[k]
+        same = len(values) == len(other) and all(
+            (isinstance(a, float) and isinstance(b, float) and (a == b or (math.isnan(a)
+             and math.isnan(b)))) or a == b
+            for a, b in zip(values, other, strict=True)
+        )  # fmt: skip
+        if not same:
+            differ.append((k, values, other))
+    assert not differ, differ[:5]
+    # the headline table the notebook shows is the report's (test AUC: from the same cache)
+    shown = pd.read_csv(out / "notebooks" / "overview" / "headline.csv", dtype=str)
+    expected = headline_rows(report["headline"])
+    strip = [{**r, "value": r["value"].split(" (evaluation")[0]} for r in expected]
+    assert shown.to_dict("records") == strip
+    # and the alignment notebook's own table agrees with the report's rows
+    table = pd.DataFrame(report["table"])
+    align = pd.read_csv(out / "notebooks" / "alignment" / "alignment_summary.csv", dtype=str,
+                        keep_default_na=False)  # fmt: skip
+    assert len(align) == 6
+    for r in align.to_dict("records"):
+        sel = table[(table.analysis == "alignment") & (table.group == r["group"])
+                    & (table.model == r["model"])].set_index("metric")["value"]  # fmt: skip
+        for metric in ("mean", "ci_low", "ci_high", "floor_mean", "skill_mean", "skill_ci_low",
+                       "skill_ci_high", "skill_p_signflip", "p_value"):  # fmt: skip
+            a, b = _number(sel[metric]), _number(r[metric])
+            assert a == b or (a != a and b != b), (r["group"], r["model"], metric, a, b)

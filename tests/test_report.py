@@ -315,3 +315,102 @@ def test_report_never_presents_an_edited_manifest_as_true(run_dir):
     assert "was edited after it was written (changed format_version)" in text
     # bookkeeping is not shown as config
     assert "leaves_sha256" not in text
+
+
+# ------------------------------------------------ headline table, sanity flag, one config
+
+
+def _headline_run(run_dir, flagged: bool) -> None:
+    """Give the minimal run a headline as the demo writes it, and a randomisation check."""
+    import numpy as np
+
+    from analysis.sanity import SanityResult, write_sanity
+
+    config = {"n_permutations": 999, "n_boot": 1000, "unit": "video"}
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["analysis_config"] = config
+    summary["headline"] = {
+        "auc_defocus": {"auc": 0.8125, "ci_low": 0.7, "ci_high": 0.9, "n": 64, "n_real": 32,
+                        "n_fake": 32, "n_units": 20, "level": "video"},
+        "alignment_defocus_pasted": {
+            "mean": 0.81, "ci_low": 0.79, "ci_high": 0.83, "n": 40, "n_units": 10, "floor": 0.79,
+            "skill_mean": 0.1, "skill_ci_low": 0.02, "skill_ci_high": 0.18, "skill_p": 0.004,
+            "n_permutations": 999, "p_min": 0.001, "p_floor": 0.001, "level": "video",
+        },
+        "paired_pasted": {"model_a": "defocus", "model_b": "rgb", "n": 40, "n_units": 10,
+                          "skill_mean_diff": 0.07, "skill_ci_low": -0.01, "skill_ci_high": 0.15,
+                          "skill_p": 0.09, "score_mean_diff": 0.01, "score_p": 0.2,
+                          "n_permutations": 999, "p_min": 0.001, "p_floor": 0.002,
+                          "level": "video"},
+        "ks_mean_local_variance_pasted": {"D": 0.0527, "p": 0.94, "p_holm": 0.94, "delta": 0.02,
+                                          "n": 200, "n_real": 200, "n_fake": 200,
+                                          "n_real_frames": 6400, "n_fake_frames": 6400,
+                                          "level": "video", "padding": "zeros"},
+        "level": "video",
+        "confidence": 0.95,
+        "analysis_config": config,
+    }  # fmt: skip
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    stages = [
+        {"name": "top-1", "n_layers": 1, "layers": ["fc"], "lowest": "fc"},
+        {"name": "all", "n_layers": 3, "layers": ["fc", "b", "a"], "lowest": "a"},
+    ]
+    rho = np.array([[0.95, 0.9, 0.97], [0.9, 0.8, 0.85]]) if flagged else np.full((2, 3), 0.1)
+    (run_dir / "sanity").mkdir()
+    write_sanity([SanityResult("defocus", ["a", "b", "c"], stages, rho, 0.5)], run_dir / "sanity")
+
+
+@pytest.mark.parametrize("flagged", [True, False], ids=["flagged", "passes"])
+def test_report_headline_table_says_what_each_number_measures(run_dir, flagged):
+    _headline_run(run_dir, flagged)
+    text = build_report(run_dir).read_text()
+    table = re.search(r'<table class="headline">(.*?)</table>', text, re.S).group(1)
+    assert "<th>quantity</th><th>value with CI</th><th>what it measures</th>" in table
+    rows = re.findall(r"<tr><th>(.*?)</th><td>(.*?)</td><td[^>]*>(.*?)</td></tr>", table)
+    by = {q: (v, m) for q, v, m in rows}
+    assert by["test AUC, defocus model"][0] == "0.812 [0.700, 0.900]"
+    value, measures = by["alignment skill, defocus model, pasted"]
+    # the p-value with its resolution, the unit of inference
+    assert value.startswith("0.100 [0.020, 0.180], p = 0.004 (one-sided sign flip")
+    assert "999 permutations: p ≥ 0.001" in value
+    assert "video-level: 10 videos" in measures and "0 = no better than a constant" in measures
+    assert (
+        by["alignment, raw score, defocus model, pasted"][0] == "0.810 [0.790, 0.830]; floor 0.790"
+    )
+    value, _ = by["paired difference, skill, defocus model - RGB model, pasted"]
+    assert "with 10 units, p ≥ about 0.002" in value
+    value, measures = by["KS test, mean local variance, real vs pasted"]
+    assert value.startswith("D = 0.053, p = 0.940") and "6400 and 6400 frames" in measures
+    assert "floor: what a constant attribution scores on the same pairs" in text  # the legend
+    assert "Intervals and tests: video-level" in text and "1/1000 = 0.001" in text
+    # the randomisation check: a row, and a banner at the top when the model is flagged
+    assert "randomisation check, defocus model" in by
+    banner = text.index("Attributions flagged") if flagged else -1
+    assert (banner != -1) == flagged
+    if flagged:
+        assert banner < text.index('<h2 id="summary">')
+        assert "defocus model FLAGGED" in text
+    # the analysis config is folded with the run config, not in the summary
+    assert re.search(r"<details><summary>analysis settings \(AnalysisConfig", text)
+
+
+def test_report_warns_when_outputs_used_different_analysis_configs(run_dir):
+    _headline_run(run_dir, False)
+    manifest = json.loads((run_dir / "figures" / "figures_manifest.json").read_text())
+    manifest["analysis_config"] = {"n_permutations": 20}
+    (run_dir / "figures" / "figures_manifest.json").write_text(json.dumps(manifest))
+    text = build_report(run_dir).read_text()
+    assert (
+        "the analysis settings of figures_manifest.json differ from those of summary.json" in text
+    )
+
+
+def test_report_says_when_p_below_001_cannot_be_reached(run_dir):
+    _headline_run(run_dir, False)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for entry in summary["headline"].values():
+        if isinstance(entry, dict) and "p_floor" in entry:
+            entry["p_floor"] = 0.031
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    text = build_report(run_dir).read_text()
+    assert "cannot reach p &lt; 0.01" in text and "about 0.031" in text

@@ -11,14 +11,17 @@ Generate SyntheticDoF data (thin-lens renderings of photo layers and fakes
 that break the lens physics: all-in-focus, inconsistent blur, pasted
 regions), train a defocus detector and an RGB detector (timm resnet10t,
 random init), extract the cache of the test split with both models and
-shap-gradient attributions, run every analysis, and write:
+shap-gradient attributions, check that the attributions depend on the
+models (model randomisation), run every analysis with one AnalysisConfig
+(the preset's: 999 permutations, 1000 bootstrap resamples), and write:
 
   OUT/cache/         the cache (manifest.json + shards/*.npz)
+  OUT/sanity/        the model-randomisation check (sanity.json, sanity.csv)
   OUT/figures/       every figure as PDF + PNG, figures_manifest.json
   OUT/summary/       every number of every analysis (CSV, Markdown)
   OUT/notebooks/     every notebook executed on the cache (.ipynb + .html)
   OUT/report.html    one self-contained report
-  OUT/run.json       settings, stage times
+  OUT/run.json       settings, the analysis config, stage times
 
 Rerunning with the same settings reuses finished stages. Takes under
 5 minutes on 2 quiet CPU cores, about half of it training on 3,200 images

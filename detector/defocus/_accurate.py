@@ -23,9 +23,15 @@ Per image:
    when it is larger.
 5. Consistency: each estimate is replaced by the median of the valid
    estimates within a small window along the edge.
-6. Propagation: edge-aware normalised domain-transform filtering
-   (``propagation="guided"``) or the matting Laplacian (``"matting"``),
-   weighted by the confidences, clipped to ``[0, max_blur]``.
+6. Propagation (``propagation="guided"``): each estimate votes at one point
+   on each side of its edge, past the edge's width (:func:`side_points`),
+   weighted by its confidence over the local density of votes
+   (:func:`density_weights`); the votes fill a histogram of blur levels that
+   an edge-aware domain-transform filter spreads, and each pixel takes its
+   weighted median (``accurate_fill="median"``). ``accurate_fill="mean"``
+   is the normalised domain transform of the estimates at the edge pixels;
+   ``propagation="matting"`` the matting Laplacian. Clipped to
+   ``[0, max_blur]``.
 """
 
 from __future__ import annotations
@@ -116,13 +122,15 @@ def _side_variance(mag, rows, cols, nr, nc, peak, offset, width, s1, var, ok):
     return out
 
 
-def sparse_blur(gray: np.ndarray, config: DefocusConfig):
+def sparse_blur(gray: np.ndarray, config: DefocusConfig, *, normals: bool = False):
     """Blur sigma (pixels) at the edge pixels of one gray image.
 
     Parameters
     ----------
     gray : ndarray of shape (H, W), float64 in [0, 1]
     config : DefocusConfig
+    normals : bool, default=False
+        Also return the unit gradient direction at the edge pixels.
 
     Returns
     -------
@@ -135,6 +143,9 @@ def sparse_blur(gray: np.ndarray, config: DefocusConfig):
     confidence : ndarray of shape (H, W), float64
         Weight in (0, 1] of each estimate (how well its gradient profile
         follows the step model), 0 where there is none.
+    normal : ndarray of shape (2, H, W), float64
+        Only with ``normals=True``: the unit gradient direction (row, column
+        components) at the edge pixels, 0 elsewhere.
     """
     from skimage.feature import canny
 
@@ -144,8 +155,10 @@ def sparse_blur(gray: np.ndarray, config: DefocusConfig):
     rows, cols = np.nonzero(edges)
     sparse = np.zeros(gray.shape, dtype=np.float64)
     valid = np.zeros(gray.shape, dtype=bool)
+    normal = np.zeros((2,) + gray.shape)
     if rows.size == 0:
-        return sparse, valid, edges, np.zeros(gray.shape)
+        empty = (sparse, valid, edges, np.zeros(gray.shape))
+        return empty + (normal,) if normals else empty
     mags = []
     for s in (s1, s2):
         gr = ndimage.gaussian_filter(gray, s, order=(1, 0), mode="nearest", truncate=4.0)
@@ -194,7 +207,10 @@ def sparse_blur(gray: np.ndarray, config: DefocusConfig):
         weight = weight * contrast / (contrast + config.accurate_contrast)
     confidence = np.zeros(gray.shape, dtype=np.float64)
     confidence[rows[ok], cols[ok]] = weight[ok]
-    return sparse, valid, edges, confidence
+    if not normals:
+        return sparse, valid, edges, confidence
+    normal[0, rows, cols], normal[1, rows, cols] = nr, nc
+    return sparse, valid, edges, confidence, normal
 
 
 def _median_consistency(sparse: np.ndarray, valid: np.ndarray, radius: int) -> np.ndarray:
@@ -237,6 +253,82 @@ def _remove_intrinsic(sparse: np.ndarray, valid: np.ndarray, intrinsic) -> np.nd
     return np.where(valid, out, sparse)
 
 
+def side_points(sparse, valid, normal, s1: float, offset: float):
+    """Where each edge estimate votes: one point on each side of its edge.
+
+    An edge's blur describes the surfaces beside it, not the edge line
+    itself: the estimate at edge pixel ``p`` with gradient direction ``n``
+    and width ``w = sqrt(sigma^2 + s1^2)`` is placed at ``p - d n`` and
+    ``p + d n`` with ``d = w + offset`` (rounded to the nearest pixel,
+    clipped to the image), past the edge's own transition.
+
+    Parameters
+    ----------
+    sparse : ndarray of shape (H, W)
+        Blur estimates (px).
+    valid : ndarray of shape (H, W), bool
+        Pixels holding an estimate.
+    normal : ndarray of shape (2, H, W)
+        Unit gradient direction at the edge pixels.
+    s1 : float
+        The smaller derivative scale.
+    offset : float
+        Pixels beyond the edge width.
+
+    Returns
+    -------
+    rows, cols : ndarray of shape (2 n,), int64
+        The two points of each of the ``n`` estimates (all first sides, then
+        all second sides).
+    index : ndarray of shape (2 n,), int64
+        Flat index ``row * W + col`` of the estimate each point belongs to.
+    """
+    h, w = sparse.shape
+    r, c = np.nonzero(valid)
+    s = sparse[r, c]
+    d = np.sqrt(s * s + s1 * s1) + offset
+    nr, nc = normal[0, r, c], normal[1, r, c]
+    rows = np.concatenate([r - d * nr, r + d * nr])
+    cols = np.concatenate([c - d * nc, c + d * nc])
+    rows = np.clip(np.rint(rows), 0, h - 1).astype(np.int64)
+    cols = np.clip(np.rint(cols), 0, w - 1).astype(np.int64)
+    index = np.tile(r.astype(np.int64) * w + c, 2)
+    return rows, cols, index
+
+
+def density_weights(shape, rows, cols, radius: float, floor: float = 0.01) -> np.ndarray:
+    """Weight of each vote: one over the density of votes around it.
+
+    Densely textured surfaces yield hundreds of edge estimates where a
+    sparse one (a thin structure, the few edges in a sky) yields a handful;
+    without this the dense surface outvotes its neighbours in the median
+    over any region the filter reaches. The density is the number of votes
+    per pixel smoothed by a Gaussian of ``radius`` pixels, so each area has
+    about one say whatever its texture.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(H, W)``.
+    rows, cols : ndarray of shape (n,), int
+        Pixel of each vote.
+    radius : float
+        Gaussian sigma (pixels) of the density; 0 gives every vote weight 1.
+    floor : float, default=0.01
+        Added to the density (votes per pixel) before dividing.
+
+    Returns
+    -------
+    ndarray of shape (n,), float64
+    """
+    if radius <= 0 or rows.size == 0:
+        return np.ones(rows.size)
+    h, w = shape
+    count = np.bincount(rows * w + cols, minlength=h * w).reshape(h, w).astype(np.float64)
+    density = ndimage.gaussian_filter(count, radius, mode="reflect")
+    return 1.0 / (density[rows, cols] + floor)
+
+
 def accurate_image(rgb: np.ndarray, config: DefocusConfig):
     """Dense and sparse blur maps of one image.
 
@@ -253,13 +345,27 @@ def accurate_image(rgb: np.ndarray, config: DefocusConfig):
         # blur in output pixels: the resize scales every sigma by size / H
         rgb = _resize_rgb(rgb, config.size)
     gray = rgb.mean(axis=2)
-    sparse, valid, edges, conf = sparse_blur(gray, config)
+    sparse, valid, edges, conf, normal = sparse_blur(gray, config, normals=True)
     sparse = _median_consistency(sparse, valid, config.accurate_median_radius)
     sparse = _remove_intrinsic(sparse, valid, config.accurate_intrinsic)
     if config.propagation == "matting":
         from ._matting import matting_propagate
 
         dense = matting_propagate(rgb, sparse, conf, config.matting_lambda, config.matting_eps)
+    elif config.accurate_fill == "median":
+        from ._propagate import median_propagate
+
+        rows, cols, index = side_points(
+            sparse, valid, normal, config.accurate_scales[0], config.accurate_side_offset
+        )
+        weights = conf.ravel()[index] * density_weights(
+            sparse.shape, rows, cols, config.accurate_density_radius
+        )
+        dense = median_propagate(
+            rgb, rows, cols, sparse.ravel()[index], weights,
+            config.accurate_sigma_s, config.accurate_sigma_r, config.accurate_bins,
+            config.max_blur,
+        )  # fmt: skip
     else:
         from ._propagate import domain_transform_propagate
 

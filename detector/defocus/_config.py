@@ -11,6 +11,7 @@ _MODES = ("reference", "accurate")
 _RANGES = ("unit", "symmetric")
 _PROPAGATIONS = ("guided", "matting")
 _BACKENDS = ("auto", "numpy", "torch")
+_FILLS = ("median", "mean")
 
 
 def _positive(name: str, value, *, integer: bool = False, allow_zero: bool = False) -> None:
@@ -71,9 +72,10 @@ class DefocusConfig:
     accurate_scales : tuple of float, default=(1.0, 2.0)
         Accurate mode's two Gaussian-derivative scales (pixels).
 
-        The accurate mode's defaults were chosen by a random search on the
-        "tuned" half of ``benchmarks/defocus_accuracy.py`` (see
-        ``docs/defocus-maps.md``); the other half was not looked at.
+        The accurate mode's defaults were chosen on the six "tuned" scenes
+        of ``benchmarks/defocus_accuracy.py`` (random searches; see
+        ``docs/defocus-maps.md`` for how the held-out and unseen scenes
+        were used).
     accurate_canny_low, accurate_canny_high : float, default=0.03, 0.06
         Accurate mode's Canny thresholds (lower than the paper's to keep
         weak blurred edges; their estimates are checked for consistency).
@@ -103,6 +105,22 @@ class DefocusConfig:
         Window radius of the median over neighbouring edge estimates.
     accurate_sigma_s, accurate_sigma_r : float, default=150.0, 1.0
         Reach (pixels) and colour scale of the guided (domain-transform) propagation.
+    accurate_fill : {"median", "mean"}, default="median"
+        How the guided propagation combines the estimates: ``"median"``
+        places each edge estimate on both sides of its edge (see
+        ``accurate_side_offset``) and takes at each pixel the weighted median
+        of a domain-transform-filtered histogram of blur levels;
+        ``"mean"`` is the normalised domain transform of the estimates at
+        the edge pixels (the previous default).
+    accurate_side_offset : float, default=4.0
+        With ``accurate_fill="median"``: pixels beyond an edge's width
+        (``sqrt(sigma^2 + s1^2)``) at which its estimate is placed on each side.
+    accurate_bins : int, default=16
+        With ``accurate_fill="median"``: histogram bins over ``[0, max_blur]``.
+    accurate_density_radius : float, default=8.0
+        With ``accurate_fill="median"``: each vote is weighted by one over
+        the density of votes within about this many pixels (a Gaussian), so
+        that densely textured areas do not outvote sparse ones; 0 disables.
     backend : {"auto", "numpy", "torch"}, default="auto"
         ``"auto"`` runs the torch implementation for CUDA tensors and the
         numpy/scipy one (faster on CPU) otherwise.
@@ -137,6 +155,10 @@ class DefocusConfig:
     accurate_side_width: bool = True
     accurate_sigma_s: float = 150.0
     accurate_sigma_r: float = 1.0
+    accurate_fill: str = "median"
+    accurate_side_offset: float = 4.0
+    accurate_bins: int = 16
+    accurate_density_radius: float = 8.0
     backend: str = "auto"
     n_threads: int | None = None
 
@@ -145,6 +167,7 @@ class DefocusConfig:
         _choice("input_range", self.input_range, _RANGES)
         _choice("propagation", self.propagation, _PROPAGATIONS)
         _choice("backend", self.backend, _BACKENDS)
+        _choice("accurate_fill", self.accurate_fill, _FILLS)
         if self.size is not None:
             _positive("size", self.size, integer=True)
             if self.size < 8:
@@ -192,6 +215,11 @@ class DefocusConfig:
         _positive("accurate_contrast", self.accurate_contrast, allow_zero=True)
         _positive("accurate_sigma_s", self.accurate_sigma_s)
         _positive("accurate_sigma_r", self.accurate_sigma_r)
+        _positive("accurate_side_offset", self.accurate_side_offset, allow_zero=True)
+        _positive("accurate_bins", self.accurate_bins, integer=True)
+        _positive("accurate_density_radius", self.accurate_density_radius, allow_zero=True)
+        if self.accurate_bins < 2:
+            raise ValueError(f"accurate_bins must be at least 2, got {self.accurate_bins!r}")
         if self.n_threads is not None:
             _positive("n_threads", self.n_threads, integer=True)
 

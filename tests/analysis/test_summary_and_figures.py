@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from analysis import alignment, embedding, localisation, masks, overlays, variance
+from analysis import alignment, comparison, embedding, localisation, masks, overlays, variance
+from analysis.config import AnalysisConfig
 from analysis.style import caption_of, group_colors, save_figure, unavailable_figure
 from analysis.summary import COLUMNS, summarise_cache, write_summary
 
@@ -69,6 +70,8 @@ def _all_figures(c):
         "deletion": localisation.plot_deletion_curves(loc),
         "embedding": embedding.plot_embedding_sweep(e),
         "overlays": overlays.plot_attribution_overlays(overlays.overlays_from_cache(c, n=1)),
+        "skill": alignment.plot_alignment_skill(a),
+        "paired": comparison.plot_model_comparison(a),
     }
 
 
@@ -95,7 +98,7 @@ def test_every_figure_renders_to_pdf_and_png(small_cache, tmp_path):
 def test_figures_on_a_minimal_cache_do_not_crash(minimal_cache):
     c, _ = minimal_cache
     figs = _all_figures(c)
-    for name in ("alignment", "null", "localisation", "embedding"):
+    for name in ("alignment", "null", "localisation", "embedding", "skill", "paired"):
         assert hasattr(figs[name], "_analysis_unavailable"), name
         # the marker says why in the figure and in its caption
         reason = figs[name]._analysis_unavailable
@@ -132,3 +135,72 @@ def test_deletion_figure_with_a_model(small_cache):
     )
     fig = localisation.plot_deletion_curves(loc)
     assert not hasattr(fig, "_analysis_unavailable")
+
+
+# ------------------------------------------------ unit of inference and padding in captions
+
+FIG_CFG = dict(n_boot=50, n_permutations=19, null_samples=8, window=5)
+
+
+def test_captions_say_video_level_when_the_cache_has_videos(video_cache):
+    from analysis.stats import cluster_labels, cluster_means
+
+    c, arrays = video_cache
+    a = alignment.alignment_from_cache(c, config=AnalysisConfig(**FIG_CFG))
+    v = variance.variance_from_cache(c, config=AnalysisConfig(**FIG_CFG))
+    assert a.level == v.level == "video"
+    figs = [alignment.plot_alignment_histograms(a), alignment.plot_alignment_skill(a),
+            comparison.plot_model_comparison(a), alignment.plot_permutation_null(a)]  # fmt: skip
+    for fig in figs:
+        cap = caption_of(fig)
+        assert "video-level" in cap and "frame-level" not in cap, cap
+    ecdf = variance.plot_variance_ecdf(v)
+    cap = caption_of(ecdf)
+    assert "per-video mean" in cap and "Video-level" in cap
+    assert "counted as independent" not in cap  # frames are not treated so here
+    # the curves are the per-video means the KS test compares (5 real videos of 2 frames)
+    (ax,) = ecdf.axes
+    real = next(line for line in ax.lines if line.get_label().startswith("real"))
+    assert real.get_label().startswith("real (n=5 videos)")
+    df = v.per_image[v.per_image.label == 0]
+    means = cluster_means(df["mean_local_variance"], cluster_labels(df["video"], df["id"]))[1]
+    np.testing.assert_allclose(np.unique(real.get_xdata()), np.sort(means), rtol=1e-12)
+    assert v.tests.set_index("group").loc["pasted", "n_real"] == 5
+
+
+def test_captions_say_frame_level_without_videos(small_cache):
+    c, _ = small_cache
+    cfg = AnalysisConfig(**FIG_CFG)
+    a = alignment.alignment_from_cache(c, config=cfg)
+    v = variance.variance_from_cache(c, config=cfg)
+    loc = localisation.localisation_from_cache(c, config=cfg)
+    figs = [alignment.plot_alignment_histograms(a), alignment.plot_alignment_skill(a),
+            comparison.plot_model_comparison(a),
+            localisation.plot_localisation_bars(loc)]  # fmt: skip
+    for fig in figs:
+        assert "rame-level" in caption_of(fig) and "video-level" not in caption_of(fig)
+    cap = caption_of(variance.plot_variance_ecdf(v))
+    assert "Frame-level: every image is counted as independent (the cache names no videos)" in cap
+
+
+@pytest.mark.parametrize("padding", ["zeros", "reflect"])
+def test_variance_captions_name_the_padding_and_the_border_share(small_cache, padding):
+    c, _ = small_cache
+    v = variance.variance_from_cache(c, config=AnalysisConfig(**FIG_CFG, padding=padding))
+    # the shares the caption quotes, recomputed from the per-image maps of every sample
+    maps = np.concatenate([c.load("defocus", g).astype(np.float64) for g in c.groups])
+    lv = np.maximum(variance.local_variance(maps, 5, padding=padding), 0)
+    band = np.ones(lv.shape[1:], bool)
+    band[2:-2, 2:-2] = False
+    share = lv[:, band].sum() / lv.sum()
+    assert v.border_mass_share == pytest.approx(share, rel=1e-9)
+    name = "Zero padding (the paper's)" if padding == "zeros" else "Reflect padding"
+    expected = (
+        f"{name}: the 2-px border band holds {100 * share:.0f} % of the local-variance mass of "
+        f"all {len(maps)} maps on {100 * band.mean():.0f} % of their area"
+    )
+    for fig in (variance.plot_variance_heatmaps(v), variance.plot_variance_ecdf(v)):
+        assert expected in caption_of(fig)
+        assert f"5×5 window, {'zero' if padding == 'zeros' else 'reflect'} padding" in caption_of(
+            fig
+        )

@@ -353,3 +353,153 @@ def test_sums_by_group_equal_a_loop_of_sums(channels_last):
     assert float(out[1].abs().max()) == 0.0 and float(out[4].abs().max()) == 0.0
     flat = _sums_by_group(values.reshape(9, -1), group, 4)  # any trailing shape
     torch.testing.assert_close(flat, want[:4].reshape(4, -1), rtol=1e-6, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- captum adapters
+# Closed forms, not shapes: on f(x) = w . x + c every path method with one reference b
+# gives w * (x - b), and occlusion of one element gives f(x) - f(x with x_i = b_i).
+
+
+def _linear_one_background(seed, shape=(2, 5, 5)):
+    gen = torch.Generator().manual_seed(seed)
+    model = LinearModel(torch.randn(shape, generator=gen), bias=-0.4).eval()
+    background = torch.rand((1, *shape), generator=gen)
+    inputs = torch.rand((3, *shape), generator=gen)
+    return model, background, inputs
+
+
+def _f64(model, x):
+    with torch.no_grad():
+        return model(x.double()).reshape(len(x)).double()
+
+
+def test_captum_gradientshap_on_a_linear_model_is_w_times_x_minus_b(seed):
+    # catches: a scaled (e.g. doubled) result, a flipped sign, a zero or wrong baseline
+    model, background, inputs = _linear_one_background(seed)
+    e = get_explainer("captum-gradientshap", model, background, nsamples=7, seed=seed)
+    attr, comp = e.attribute(inputs, ["a", "b", "c"], return_completeness=True)
+    w = model.weight.detach().double()
+    want = w * (inputs.double() - background.double())
+    torch.testing.assert_close(attr.double(), want, rtol=1e-5, atol=1e-6)
+    # completeness: the attributions sum to f(x) - f(b)
+    gap = _f64(model.double(), inputs) - _f64(model, background)
+    model.float()
+    torch.testing.assert_close(attr.double().flatten(1).sum(1), gap, rtol=1e-5, atol=1e-5)
+    assert comp.abs().max() < 1e-5 * max(1.0, float(gap.abs().max()))
+    assert e.reference == "mean f(background)"
+
+
+def test_captum_gradientshap_on_a_quadratic_is_the_path_gradient_at_the_mean_draw(seed):
+    # f = a.x + (c.x)^2: grad f(b + t (x - b)) = a + 2 c (c.b) + 2 c (c.(x - b)) t is affine
+    # in t, so GradientShap with one reference is exactly A + tau B with tau the mean of the
+    # n drawn t in [0, 1]. Catches a doubled or sign-flipped result (not of that form), a
+    # wrong baseline and points not on the segment from b to x.
+    gen = torch.Generator().manual_seed(seed)
+    shape = (1, 6, 6)
+    a, c = torch.randn(shape, generator=gen), torch.randn(shape, generator=gen) / 6
+
+    class Quadratic(torch.nn.Module):
+        def forward(self, x):
+            return ((x * a).flatten(1).sum(1) + (x * c).flatten(1).sum(1) ** 2)[:, None]
+
+    background = torch.rand((1, *shape), generator=gen)
+    inputs = torch.rand((4, *shape), generator=gen)
+    n = 48
+    e = get_explainer("captum-gradientshap", Quadratic(), background, nsamples=n, seed=seed)
+    attr = e.attribute(inputs, list("wxyz")).double()
+    a64, c64, b = a.double(), c.double(), background.double()[0]
+    for j in range(len(inputs)):
+        d = inputs[j].double() - b
+        base = (a64 + 2 * c64 * (c64 * b).sum()) * d
+        slope = 2 * c64 * (c64 * d).sum() * d
+        tau = float(((attr[j] - base) * slope).sum() / (slope * slope).sum())
+        # mean of n uniform draws: 0.5 within 5 standard deviations sqrt(1 / (12 n))
+        assert abs(tau - 0.5) < 5 * (12 * n) ** -0.5, tau
+        torch.testing.assert_close(attr[j], base + tau * slope, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("baseline", ["mean", "zeros"])
+def test_captum_occlusion_window_1_on_a_linear_model_is_w_times_x_minus_baseline(seed, baseline):
+    # catches: a zero baseline where the mean was asked for (and the reverse), a flipped
+    # sign, a scaled result; with 3 backgrounds, "mean" must use their mean image. One
+    # channel: a window spans every channel (see the next test)
+    gen = torch.Generator().manual_seed(seed)
+    shape = (1, 5, 5)
+    model = LinearModel(torch.randn(shape, generator=gen), bias=0.3).eval()
+    background = torch.rand((3, *shape), generator=gen)
+    inputs = torch.rand((2, *shape), generator=gen)
+    e = get_explainer("captum-occlusion", model, background, window=1, stride=1, baseline=baseline)
+    attr, comp = e.attribute(inputs, ["p", "q"], return_completeness=True)
+    ref = background.double().mean(0) if baseline == "mean" else torch.zeros(shape).double()
+    want = model.weight.detach().double() * (inputs.double() - ref)
+    torch.testing.assert_close(attr.double(), want, rtol=1e-5, atol=1e-6)
+    # completeness against f(baseline): exact for a linear model
+    assert comp.abs().max() < 1e-5 and e.reference == f"f(baseline={baseline})"
+
+
+def test_captum_occlusion_windows_and_strides_on_a_linear_model():
+    # a window of 2 at stride 1 over (C, 6, 6): every window position deletes
+    # sum_window w (x - b) over all channels, and each element gets the mean of the
+    # deltas of the windows that cover it. Catches a wrong window, stride or channel span.
+    gen = torch.Generator().manual_seed(4)
+    shape, k = (3, 6, 6), 2
+    model = LinearModel(torch.randn(shape, generator=gen), bias=0.0).eval()
+    background = torch.rand((2, *shape), generator=gen)
+    x = torch.rand((1, *shape), generator=gen)
+    e = get_explainer("captum-occlusion", model, background, window=k, stride=1)
+    got = e.attribute(x, ["x"])[0].double().numpy()
+    contrib = model.weight.detach().double() * (x[0].double() - background.double().mean(0))
+    contrib = contrib.numpy().sum(0)  # (6, 6): a window spans every channel
+    total, count = np.zeros((6, 6)), np.zeros((6, 6))
+    for i in range(6 - k + 1):
+        for j in range(6 - k + 1):
+            total[i : i + k, j : j + k] += contrib[i : i + k, j : j + k].sum()
+            count[i : i + k, j : j + k] += 1
+    want = np.broadcast_to(total / count, shape)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_captum_occlusion_window_1_on_a_relu_net_equals_one_element_deletions():
+    # f(x) - f(x with element i set to the baseline), computed in float64 one element at
+    # a time: catches any baseline, sign or bookkeeping error on a non-linear model
+    model = TinyDetector("defocus", size=8, width=4, seed=3).eval()
+    gen = torch.Generator().manual_seed(6)
+    background = torch.rand((2, 1, 8, 8), generator=gen)
+    x = torch.rand((2, 1, 8, 8), generator=gen)
+    e = get_explainer("captum-occlusion", model.classify, background, window=1, stride=1)
+    got = e.attribute(x, ["u", "v"]).double()
+    m64 = TinyDetector("defocus", size=8, width=4, seed=3).double().eval()
+    base = background.double().mean(0)
+    want = torch.empty_like(got)
+    with torch.no_grad():
+        for j in range(len(x)):
+            xj = x[j].double()
+            fx = float(m64.classify(xj[None]))
+            deleted = xj.expand(64, 1, 8, 8).clone()
+            for p in range(64):
+                deleted[p, 0, p // 8, p % 8] = base[0, p // 8, p % 8]
+            want[j, 0] = (fx - m64.classify(deleted)[:, 0]).reshape(8, 8)
+    assert want.abs().max() > 1e-3  # the deletions do move the logit
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_fold_batchnorm_weights_equal_the_float64_formula():
+    # w' = w g / sqrt(v + eps), b' = (b - m) g / sqrt(v + eps) + beta, computed here in
+    # float64: catches a missing eps, mean, bias or scale (below the output check's rtol)
+    from cache.explainers import fold_batchnorm
+
+    model = _BNNet().eval()
+    model.conv2.bias.data.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))
+    for bn in (model.bn1, model.bn2):
+        bn.eps = 0.05  # large enough that dropping it changes the weights visibly
+    background, _ = _bn_data()
+    folded, n = fold_batchnorm(model, background)
+    assert n == 2
+    for conv, bn, new in ((model.conv1, model.bn1, folded.conv1), (model.conv2, model.bn2,
+                          folded.conv2)):  # fmt: skip
+        g = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+        b = conv.bias.double() if conv.bias is not None else torch.zeros_like(g)
+        want_w = conv.weight.double() * g[:, None, None, None]
+        want_b = (b - bn.running_mean.double()) * g + bn.bias.double()
+        torch.testing.assert_close(new.weight.double(), want_w, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(new.bias.double(), want_b, rtol=1e-6, atol=1e-7)

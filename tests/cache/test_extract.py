@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from cache import CacheMismatchError, merge_caches, open_cache
-from cache.explainers import get_explainer
+from cache.explainers import ExplainerConfig, get_explainer
 from cache.extract import ExtractConfig, extract, parse_shard, plan_shards
 from cache.testing import TinyDataset, TinyDetector
 
@@ -198,13 +198,62 @@ def test_defocus_only_and_errors(tmp_path):
         ExtractConfig(explainer_options={"seed": 1})
 
 
-@pytest.mark.parametrize("name", ["captum-ig", "captum-occlusion"])
-def test_other_explainers_in_the_job(tmp_path, name):
+def _job_inputs(cache):
+    """The cached samples' classifier inputs and the background maps, recomputed."""
     d, _ = _models()
-    cfg = ExtractConfig(explainer=name, n_background=2, shard_size=4, explainer_options={
-        "n_steps": 4, "window": 4, "stride": 4})  # fmt: skip
+    ds = TinyDataset(4, 16)
+    ids = cache.load("id").tolist()
+    images = torch.stack([ds[int(i[1:])]["image"] for i in ids])
+    maps = torch.cat([d.defocus_input(images[i : i + 1]) for i in range(len(ids))])
+    bg = torch.stack([ds[int(i[1:])]["image"] for i in cache.config["background"]["ids"]])
+    bg_maps = torch.cat([d.defocus_input(bg[i : i + 1]) for i in range(len(bg))])
+    return d, ids, maps, bg_maps
+
+
+@pytest.mark.parametrize("name", ["captum-ig", "captum-occlusion", "captum-gradientshap"])
+def test_other_explainers_in_the_job(tmp_path, name):
+    # the job passes the explainer's options, background and seeds through: its cached
+    # attributions equal the explainer called directly (catches dropped options, another
+    # background or seed)
+    d, _ = _models()
+    opts = {"n_steps": 4, "window": 4, "stride": 4}
+    cfg = ExtractConfig(explainer=name, n_background=2, shard_size=4, seed=3, nsamples=6,
+                        explainer_options=opts)  # fmt: skip
     c = extract(TinyDataset(4, 16), tmp_path / "c", d, None, cfg, progress=False).cache
-    assert c.config["explainer"]["name"] == name and np.abs(c.load("attr_defocus")).sum() > 0
+    assert c.config["explainer"]["name"] == name
+    d, ids, maps, bg_maps = _job_inputs(c)
+    params = {k: v for k, v in {**opts, "nsamples": 6}.items()
+              if k in ExplainerConfig(name=name).to_dict()}  # fmt: skip
+    e = get_explainer(name, d.classify, bg_maps, seed=3, **params)
+    want = e.attribute(maps, ids)[:, 0].numpy()
+    got = c.load("attr_defocus")
+    assert np.abs(want).max() > 0
+    # float32 rounding of the logits (channels-last in the job): ~3e-8 for occlusion
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_occlusion_in_the_job_equals_window_deletions(tmp_path):
+    # an oracle outside captum: 4 x 4 windows at stride 4 tile the 16 x 16 map, so each
+    # pixel's attribution is f(x) - f(x with its tile set to the mean background map)
+    d, _ = _models()
+    cfg = ExtractConfig(explainer="captum-occlusion", n_background=2, shard_size=4,
+                        explainer_options={"window": 4, "stride": 4})  # fmt: skip
+    c = extract(TinyDataset(4, 16), tmp_path / "c", d, None, cfg, progress=False).cache
+    d, ids, maps, bg_maps = _job_inputs(c)
+    base = bg_maps.double().mean(0)
+    m64 = TinyDetector("defocus", 16, 4, seed=0).double().eval()
+    want = np.empty((len(ids), 16, 16))
+    with torch.no_grad():
+        for j in range(len(ids)):
+            x = maps[j].double()
+            fx = float(m64.classify(x[None]))
+            for ti in range(0, 16, 4):
+                for tj in range(0, 16, 4):
+                    y = x.clone()
+                    y[:, ti : ti + 4, tj : tj + 4] = base[:, ti : ti + 4, tj : tj + 4]
+                    want[j, ti : ti + 4, tj : tj + 4] = fx - float(m64.classify(y[None]))
+    assert np.abs(want).max() > 1e-4
+    np.testing.assert_allclose(c.load("attr_defocus"), want, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from defocus_forensics.cli import main
 
@@ -27,8 +28,19 @@ def checkpoints(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("ckpt")
     out = {}
+    gen = torch.Generator().manual_seed(0)
     for kind in ("defocus", "rgb"):
         model = build_detector(kind, backbone="mobilenetv3_small_050", image_size=32)
+        # batch-norm statistics and affine parameters as after training (a fresh model has
+        # mean 0, variance 1, weight 1, bias 0, under which a fold that drops the mean or
+        # the bias would go unnoticed)
+        with torch.no_grad():
+            for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+                n = bn.num_features
+                bn.running_mean.copy_(0.2 * torch.randn(n, generator=gen))
+                bn.running_var.copy_(0.5 + torch.rand(n, generator=gen))
+                bn.weight.copy_(1 + 0.2 * torch.randn(n, generator=gen))
+                bn.bias.copy_(0.2 * torch.randn(n, generator=gen))
         out[kind] = save_checkpoint(model, folder / f"{kind}.safetensors")
     return out
 
@@ -72,6 +84,71 @@ def test_extract_builds_a_verified_cache_with_both_models(built, capsys):
     assert "COMPLETE: " in capsys.readouterr().out
     assert main(argv) == 0  # resume: nothing left to do
     assert "0 written now" in capsys.readouterr().out
+
+
+class _Logit(torch.nn.Module):
+    """``model.classify`` as the module shap.GradientExplainer wants, ``(B, 1)`` logits."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model.classify(x).reshape(len(x), 1)
+
+
+def test_extract_through_a_timm_backbone_equals_shap_on_the_unfolded_model(built, checkpoints):
+    # The job folds batch norms, feeds channels-last tensors and takes the stem shortcut;
+    # shap.GradientExplainer on the plain model from the checkpoint, with the sample's
+    # seed, gives the same attributions (4e-10 of the largest measured): catches a wrong
+    # fold, layout or shortcut, and any drift from the paper's explainer
+    import shap
+
+    from cache import open_cache
+    from cache.explainers import fold_batchnorm, get_explainer
+    from cache.sampling import sample_seed
+    from detector.checkpoints import load_checkpoint
+    from detector.data import open_data
+
+    out, _ = built
+    c = open_cache(out)
+    ds = open_data("synthetic:n=40,size=32,seed=0", "all")  # explained and background images
+    index = {s.id: i for i, s in enumerate(ds.samples)}
+    ids = c.load("id").tolist()
+    images = torch.stack([ds[index[i]]["image"] for i in ids])
+    bg_images = torch.stack([ds[index[i]]["image"] for i in c.config["background"]["ids"]])
+    run_seed = c.config["extraction"]["seed"]
+    nsamples = c.config["explainer"]["nsamples"]
+    for kind, field in (("defocus", "attr_defocus"), ("rgb", "attr_rgb")):
+        model = load_checkpoint(checkpoints[kind]).eval()
+        # the folding does apply to this backbone (else the job runs the plain model)
+        one = [model.model_input(images[i : i + 1]) for i in range(len(ids))]
+        bg = torch.cat([model.model_input(bg_images[i : i + 1]) for i in range(len(bg_images))])
+        # the folding and the stem shortcut do apply to this backbone (else the job would
+        # run the plain model and this test would not cover them)
+        folded, n_folded = fold_batchnorm(model, bg)
+        probe = get_explainer("shap-gradient", folded.classify, bg, nsamples=2)
+        probe.attribute(one[0], ["probe"])
+        assert n_folded > 5 and probe._stem is not None
+        explainer = shap.GradientExplainer(_Logit(model), bg)
+        want = np.concatenate(
+            [
+                np.asarray(
+                    explainer.shap_values(x, nsamples=nsamples, rseed=sample_seed(run_seed, sid))
+                ).reshape(x.shape)
+                for x, sid in zip(one, ids, strict=True)
+            ]
+        )
+        got = c.load(field).astype(np.float64)
+        want = want[:, 0] if kind == "defocus" else want
+        scale = np.abs(want).max()
+        assert scale > 0
+        # float32 rounding: 2e-7 to 5e-7 of the largest value measured
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-6 * scale)
+        # the logits the job cached are the plain model's
+        with torch.no_grad():
+            logits = torch.cat([model.classify(x) for x in one])[:, 0].numpy()
+        np.testing.assert_allclose(c.load(f"logit_{kind}"), logits, rtol=1e-5, atol=1e-6)
 
 
 def test_verify_fails_on_tampered_copies_naming_the_shard(built, tmp_path, capsys):

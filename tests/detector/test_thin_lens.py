@@ -114,15 +114,18 @@ def test_photo_scene_truth_and_focus():
     front = photo_scene(0, ("astronaut", "coffee", "chelsea"), "front")
     assert back.image.shape == (192, 256, 3) and back.image.dtype == np.uint8
     assert back.valid.all()
-    # the same layers, focused at the two ends: the blur levels swap ends
-    levels_back, levels_front = np.unique(back.sigma), np.unique(front.sigma)
+    # the same layers, focused at the two ends: the lens blur levels swap ends
+    levels_back, levels_front = np.unique(back.lens), np.unique(front.lens)
     assert levels_back[0] == 0.0 and levels_back[-1] == 3.0
     assert levels_front[0] == 0.0 and levels_front[-1] == 3.0
     # the background (disparity 0; objects lie at 0.25..1) is the only sharp layer when
     # focused on it, and the only 3 px one when the focus is on the front object
-    on_background = back.sigma == 0.0
+    on_background = back.lens == 0.0
     assert 0.2 < on_background.mean() < 1.0
-    np.testing.assert_array_equal(on_background, front.sigma == 3.0)
+    np.testing.assert_array_equal(on_background, front.lens == 3.0)
+    # the truth adds the blur of the photos' resampling in quadrature
+    assert back.base_blur == pytest.approx(0.5 * np.sqrt(0.25 + 0.25 + 1 / 12))
+    np.testing.assert_allclose(back.sigma, np.sqrt(back.lens**2 + back.base_blur**2))
     # reproducible from the seed
     np.testing.assert_array_equal(
         back.image, photo_scene(0, ("astronaut", "coffee", "chelsea")).image
@@ -140,3 +143,43 @@ def test_photo_scene_and_benchmark_errors():
         photo_scene(0, ("coffee", "flower"))
     with pytest.raises(ValueError, match="split must be"):
         benchmark_scenes("train")
+
+
+def test_resample_blur_matches_a_fitted_edge():
+    """A sharp edge shrunk as the benchmark shrinks photos has the blur ``resample_blur`` says.
+
+    Oracle independent of the defocus estimators: an error function fitted by least
+    squares to the profile of an area-sampled step (16x supersampled) shrunk by
+    scikit-image's ``rescale``, averaged over eight sub-pixel edge positions.
+    """
+    from scipy.optimize import curve_fit
+    from scipy.special import erf
+    from skimage.transform import rescale
+
+    from detector.thin_lens import resample_blur
+
+    def step(x, x0, s, lo, hi):
+        return lo + (hi - lo) * 0.5 * (1 + erf((x - x0) / (s * np.sqrt(2))))
+
+    fits = []
+    for offset in np.linspace(0, 1, 8, endpoint=False):
+        x = (np.arange(64 * 16) + 0.5) / 16
+        row = (x > 31.0 + offset).astype(float).reshape(64, 16).mean(axis=1)
+        small = rescale(np.tile(row, (16, 1)), 0.5, anti_aliasing=True, order=1)[4]
+        params, _ = curve_fit(step, np.arange(small.size), small, p0=(16.0, 0.5, 0.0, 1.0))
+        fits.append(abs(params[1]))
+    assert np.mean(fits) == pytest.approx(resample_blur(0.5), abs=0.03)
+    assert resample_blur(1.0) == pytest.approx(np.sqrt(1 / 12))  # the pixel alone
+    with pytest.raises(ValueError, match="scale must be in"):
+        resample_blur(1.5)
+
+
+def test_benchmark_splits():
+    """At most half of the benchmark's scenes are the ones the defaults were tuned on."""
+    from detector.thin_lens import BENCHMARK_SCENES
+
+    sizes = {split: len(specs) for split, specs in BENCHMARK_SCENES.items()}
+    assert sizes == {"tuned": 6, "held-out": 6, "unseen": 4}
+    assert sizes["tuned"] <= sum(sizes.values()) / 2
+    specs = [spec for specs in BENCHMARK_SCENES.values() for spec in specs]
+    assert len(set(specs)) == len(specs)  # no scene twice
