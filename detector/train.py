@@ -166,7 +166,7 @@ def resolve_precision(precision: str, device: str | torch.device = "cpu") -> str
 
 
 def _onecycle(optimizer: torch.optim.Optimizer, lr: float, total_steps: int):
-    """One-cycle schedule: warm up to ``lr`` over 30 % of the steps, cosine down to ``lr / 1e4``.
+    """One-cycle schedule: ``lr / 25`` to ``lr`` over 30 % of the steps, cosine to ``lr / 2.5e5``.
 
     Adam's beta1 cycles the other way (0.95 -> 0.85 -> 0.95), as in
     ``torch.optim.lr_scheduler.OneCycleLR``'s defaults.
@@ -646,9 +646,11 @@ def train(
     callback : callable, optional
         Called with each epoch's history row.
     schedule : {"constant", "onecycle"}, default="constant"
-        "onecycle": the learning rate rises to ``lr`` over the first 30 % of
-        the ``epochs * ceil(len(train_ds) / batch_size)`` steps and falls
-        (cosine) to ``lr / 1e4`` at the last (Adam's beta1 cycles 0.95 ->
+        "onecycle": the learning rate rises (cosine) from ``lr / 25`` to
+        ``lr`` over the first 30 % of the ``epochs * ceil(len(train_ds) /
+        batch_size)`` steps and falls (cosine) to ``lr / 2.5e5`` at the last
+        (``OneCycleLR``'s defaults; history's ``lr`` is the rate of each
+        epoch's last step; Adam's beta1 cycles 0.95 ->
         0.85 -> 0.95); a resumed run continues the same schedule, so
         ``epochs`` cannot change on resume.
     precision : {"float32", "bfloat16", "auto"}, default="float32"
@@ -775,6 +777,7 @@ def train(
         model.train()
         loader = _loader(train_ds, batch_size, True, seed * 1000 + epoch, num_workers)
         losses, correct, seen = [], 0, 0
+        epoch_lr = optimizer.param_groups[0]["lr"]  # the rate of the epoch's last step
         bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False)
         for batch in bar:
             for p, r in batch["failed"]:
@@ -805,6 +808,7 @@ def train(
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            epoch_lr = optimizer.param_groups[0]["lr"]
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
@@ -816,7 +820,7 @@ def train(
             "epoch": epoch,
             "train_loss": sum(losses) / seen if seen else math.nan,
             "train_accuracy": correct / seen if seen else math.nan,
-            "lr": optimizer.param_groups[0]["lr"],
+            "lr": epoch_lr,
         }
         if val_ds is not None:
             pred = predict(
