@@ -449,3 +449,22 @@ def test_bfloat16_training_is_seeded_and_close_to_float32(tmp_path, tiny):
 def test_schedule_and_precision_errors(tmp_path, tiny, kwargs, match):
     with pytest.raises(ValueError, match=match):
         train(_model("rgb"), tiny[0], None, tmp_path, device="cpu", progress=False, **kwargs)
+
+
+def test_the_fused_adam_update_is_adams_rule():
+    from detector.train import _adam
+
+    torch.manual_seed(0)
+    fused_model, loop_model = nn.Linear(5, 3), nn.Linear(5, 3)
+    loop_model.load_state_dict(fused_model.state_dict())
+    fused = _adam(fused_model, 1e-2, 1e-4, torch.device("cpu"))
+    loop = torch.optim.Adam(loop_model.parameters(), lr=1e-2, weight_decay=1e-4, foreach=False)
+    assert fused.defaults["fused"]
+    x = torch.randn(8, 5)
+    for _ in range(5):
+        for model, opt in ((fused_model, fused), (loop_model, loop)):
+            opt.zero_grad()
+            model(x).pow(2).sum().backward()
+            opt.step()
+    for p, q in zip(fused_model.parameters(), loop_model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
