@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--no-notebooks", action="store_true")
     parser.add_argument("--json", help="also write the table here")
+    parser.add_argument("--epochs", type=int, help="defocus model's epochs (default: preset)")
+    parser.add_argument("--rgb-epochs", type=int, help="RGB model's epochs (default: preset)")
     args = parser.parse_args(argv)
 
     tmp = None if args.out else tempfile.mkdtemp(prefix="demo-stages-")
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         run_demo(
             DemoConfig(out=out, quick=args.quick, notebooks=not args.no_notebooks,
-                       progress=False),
+                       epochs=args.epochs, rgb_epochs=args.rgb_epochs, progress=False),
             log=log,
         )  # fmt: skip
         run = json.loads((out / "run.json").read_text())

@@ -23,8 +23,8 @@ models (model randomisation), run every analysis with one AnalysisConfig
   OUT/report.html    one self-contained report
   OUT/run.json       settings, the analysis config, stage times
 
-Rerunning with the same settings reuses finished stages. Takes under
-5 minutes on 2 quiet CPU cores, about half of it training on 3,200 images
+Rerunning with the same settings reuses finished stages. Takes about
+4 minutes on 2 quiet CPU cores, 2.5 of them training on 3,200 images
 at 96 px (--epochs sets the defocus model's, --rgb-epochs the RGB model's;
 --quick: well under a minute, tiny models whose numbers only show that the
 pipeline works).
@@ -38,7 +38,7 @@ example:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``defocus demo``."""
     parser.add_argument("--out", default="runs/demo", metavar="DIR", help="output folder")
-    parser.add_argument("--quick", action="store_true", help="tiny settings (about 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="tiny settings (under a minute)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="seed of data, training, analyses")
     parser.add_argument("--backbone", default="resnet10t", help="timm backbone of both models")
