@@ -10,10 +10,12 @@ single-threaded parts. The load average is printed before and after.
 
     .venv/bin/python benchmarks/demo_stages.py                       # full demo, /tmp folder
     .venv/bin/python benchmarks/demo_stages.py --quick --out /tmp/q  # the quick demo
-    .venv/bin/python benchmarks/demo_stages.py --json stages.json    # also write the table
+    .venv/bin/python benchmarks/demo_stages.py --epochs 5            # another defocus epoch count
 
-Writes the demo's own outputs (run.json etc.) into ``--out`` (default: a new
-temporary folder, deleted afterwards unless ``--keep``).
+Writes the table as JSON to ``runs/benchmarks/demo_stages.json`` (or
+``demo_stages_quick.json``; ``--json`` to change) and the demo's own
+outputs (run.json etc.) into ``--out`` (default: a new temporary folder,
+deleted afterwards unless ``--keep``).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", help="demo output folder (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--no-notebooks", action="store_true")
-    parser.add_argument("--json", help="also write the table here")
+    parser.add_argument("--json", help="where to write the table (default: runs/benchmarks/)")
     parser.add_argument("--epochs", type=int, help="defocus model's epochs (default: preset)")
     parser.add_argument("--rgb-epochs", type=int, help="RGB model's epochs (default: preset)")
     args = parser.parse_args(argv)
@@ -99,8 +101,11 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{'total':15s} {'':8s} {wall:8.1f} {cpu:8.1f}")
     print(f"load average before {load_before}, after {load_after}")
     print(f"test AUC: {table['test_auc']}")
-    if args.json:
-        atomic_write_json(Path(args.json).absolute(), table, indent=2)
+    name = "demo_stages_quick.json" if args.quick else "demo_stages.json"
+    path = Path(args.json or Path("runs/benchmarks") / name).absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, table, indent=2)
+    print(f"wrote {path}")
     return table
 
 
