@@ -1,7 +1,9 @@
 """Training and evaluation of detectors: seeded, resumable, with metrics as JSON and CSV.
 
 ``train(model, train_ds, val_ds, out_dir, ...)`` runs BCE-with-logits and
-Adam, evaluates on ``val_ds`` after every epoch, keeps the best checkpoint
+Adam (constant learning rate, or a one-cycle schedule), optionally in
+bfloat16 autocast and channels-last memory layout (:func:`resolve_precision`
+says when bfloat16 is native), evaluates on ``val_ds`` after every epoch, keeps the best checkpoint
 (``best.pt``, by validation AUC unless told otherwise) and the last one
 (``last.pt``, with the optimizer state, to resume from), and writes
 ``history.csv`` and ``metrics.json``. ``evaluate(model, ds)`` returns a dict
@@ -59,7 +61,9 @@ __all__ = [
     "TrainingDataError",
     "TrainingDivergedError",
     "evaluate",
+    "native_bfloat16",
     "predict",
+    "resolve_precision",
     "seed_everything",
     "train",
     "training_memory",
@@ -68,6 +72,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _SELECT = ("auc", "accuracy", "ap", "loss")
+#: Learning-rate schedules of :func:`train`.
+SCHEDULES = ("constant", "onecycle")
+#: Training precisions of :func:`train` ("auto" is resolved by :func:`resolve_precision`).
+PRECISIONS = ("float32", "bfloat16", "auto")
 
 #: Input channels of each detector kind's ``classify``.
 _CHANNELS = {"defocus": 1, "rgb": 3, "fusion": 4}
@@ -112,6 +120,72 @@ def _json_safe(obj: Any) -> Any:
 
 def _write_json(path: Path, obj: Any) -> None:
     atomic_write_json(path, _json_safe(obj), allow_nan=False)
+
+
+def native_bfloat16(device: str | torch.device = "cpu") -> bool:
+    """Return whether ``device`` computes bfloat16 matrix products in hardware.
+
+    On the CPU: AVX512-BF16 or AMX tiles (elsewhere oneDNN emulates
+    bfloat16, slower than float32). On CUDA: ``torch.cuda.is_bf16_supported()``.
+    """
+    dev = torch.device(device)
+    if dev.type == "cuda":  # pragma: no cover - no GPU here
+        return bool(torch.cuda.is_bf16_supported())
+    if dev.type != "cpu":
+        return False
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        check = getattr(torch.cpu, name, None)
+        try:
+            if check is not None and check():
+                return True
+        except RuntimeError:  # pragma: no cover - a torch build without the probe
+            continue
+    return False
+
+
+def resolve_precision(precision: str, device: str | torch.device = "cpu") -> str:
+    """Return the precision :func:`train` uses for ``precision`` on ``device``.
+
+    Parameters
+    ----------
+    precision : {"float32", "bfloat16", "auto"}
+        "auto" is "bfloat16" where the device computes it natively
+        (:func:`native_bfloat16`), else "float32".
+    device : str or torch.device
+
+    Returns
+    -------
+    str
+        "float32" or "bfloat16".
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        return "bfloat16" if native_bfloat16(device) else "float32"
+    return precision
+
+
+def _onecycle(optimizer: torch.optim.Optimizer, lr: float, total_steps: int):
+    """One-cycle schedule: ``lr / 25`` to ``lr`` over 30 % of the steps, cosine to ``lr / 2.5e5``.
+
+    Adam's beta1 cycles the other way (0.95 -> 0.85 -> 0.95), as in
+    ``torch.optim.lr_scheduler.OneCycleLR``'s defaults.
+    """
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=max(int(total_steps), 2)
+    )
+
+
+def _adam(model: nn.Module, lr: float, weight_decay: float, dev: torch.device):
+    """Adam over ``model``'s parameters, fused into one kernel on CPU and CUDA.
+
+    The fused update is the same rule (equal to float rounding) and about five
+    times faster on the CPU than the per-parameter loop (4 vs 20 ms a step
+    for resnet10t's 4.9 M parameters), which is 10 % of a 96 px training step.
+    """
+    params = list(model.parameters())
+    fused = dev.type in ("cpu", "cuda") and all(p.dtype == torch.float32 for p in params)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 
 class _InputCache:
@@ -544,6 +618,9 @@ def train(
     cache_inputs: bool | str = "auto",
     progress: bool = True,
     callback: Callable[[dict[str, Any]], None] | None = None,
+    schedule: str = "constant",
+    precision: str = "float32",
+    channels_last: bool = False,
 ) -> TrainResult:
     """Train a detector with BCE-with-logits and Adam; keep the best and last checkpoints.
 
@@ -580,6 +657,23 @@ def train(
     progress : bool, default=True
     callback : callable, optional
         Called with each epoch's history row.
+    schedule : {"constant", "onecycle"}, default="constant"
+        "onecycle": the learning rate rises (cosine) from ``lr / 25`` to
+        ``lr`` over the first 30 % of the ``epochs * ceil(len(train_ds) /
+        batch_size)`` steps and falls (cosine) to ``lr / 2.5e5`` at the last
+        (``OneCycleLR``'s defaults; history's ``lr`` is the rate of each
+        epoch's last step; Adam's beta1 cycles 0.95 ->
+        0.85 -> 0.95); a resumed run continues the same schedule, so
+        ``epochs`` cannot change on resume.
+    precision : {"float32", "bfloat16", "auto"}, default="float32"
+        "bfloat16": the forward pass of the training steps runs in
+        ``torch.autocast`` bfloat16 (weights, optimizer, loss and the
+        validation pass stay float32); "auto" is bfloat16 where the device
+        computes it natively (:func:`resolve_precision`). On the CPU with
+        AVX512-BF16 it halves the time of a resnet10t step at 128 px.
+    channels_last : bool, default=False
+        Train in the channels-last memory layout (faster convolutions on the
+        CPU); the model is given back in the default layout.
 
     Returns
     -------
@@ -607,15 +701,24 @@ def train(
         raise ValueError(f"lr must be > 0, got {lr!r}")
     if select not in _SELECT:
         raise ValueError(f"select must be one of {_SELECT}, got {select!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     _check_data(train_ds, val_ds, select)
     t0 = time.perf_counter()
     dev = resolve_device(device)
+    precision = resolve_precision(precision, dev)
     cache_inputs = _check_memory(model, train_ds, val_ds, batch_size, dev, cache_inputs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
     model.to(dev)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=layout)
+    optimizer = _adam(model, lr, weight_decay, dev)
+    steps_per_epoch = math.ceil(len(train_ds) / batch_size)
+    scheduler = (
+        _onecycle(optimizer, lr, epochs * steps_per_epoch) if schedule == "onecycle" else None
+    )
     criterion = nn.BCEWithLogitsLoss()
     last_path, best_path = out / "last.pt", out / "best.pt"
     settings = dict(
@@ -625,7 +728,10 @@ def train(
         seed=seed,
         weight_decay=weight_decay,
         select=select,
+        schedule=schedule,
+        precision=precision,
     )
+    autocast_dtype = torch.bfloat16 if precision == "bfloat16" else None
 
     history: list[dict[str, Any]] = []
     best_epoch, best_val, best_score = 0, {}, -math.inf
@@ -640,9 +746,21 @@ def train(
                 f"{os.fspath(last_path)!r} was trained with model config {saved}, not "
                 f"{getattr(model, 'config', None)}; use another out_dir or resume=False"
             )
-        load_checkpoint(model, last_path, map_location=dev)
         extra = ckpt.extra
+        if scheduler is not None:
+            saved_steps = (extra.get("scheduler") or {}).get("total_steps")
+            if saved_steps != scheduler.total_steps:
+                raise ValueError(
+                    f"{os.fspath(last_path)!r} was trained with "
+                    + (f"a one-cycle schedule of {saved_steps} steps" if saved_steps else
+                       "another learning-rate schedule")
+                    + f", not {scheduler.total_steps} ({epochs} epochs of {steps_per_epoch}); "
+                    "use the same epochs, another out_dir or resume=False"
+                )  # fmt: skip
+        load_checkpoint(model, last_path, map_location=dev)
         optimizer.load_state_dict(extra["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(extra["scheduler"])
         history = list(extra.get("history", []))
         best_epoch = int(extra.get("best_epoch", 0))
         best_val = dict(extra.get("best_val", {}))
@@ -671,12 +789,15 @@ def train(
         model.train()
         loader = _loader(train_ds, batch_size, True, seed * 1000 + epoch, num_workers)
         losses, correct, seen = [], 0, 0
+        epoch_lr = optimizer.param_groups[0]["lr"]  # the rate of the epoch's last step
         bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False)
         for batch in bar:
             for p, r in batch["failed"]:
                 n_skipped += 1
                 skipped.setdefault(p, r)
             if batch["image"] is None or len(batch["label"]) < 2:
+                if scheduler is not None:
+                    scheduler.step()  # the schedule counts batches, read or not
                 continue  # nothing readable, or one sample (batch norm needs two)
             y = batch["label"].float().to(dev)[:, None]
             x = (
@@ -684,7 +805,13 @@ def train(
                 if hasattr(model, "model_input")
                 else batch["image"].to(dev)
             )
-            logits = model.classify(x) if hasattr(model, "classify") else model(x)
+            if channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(
+                dev.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
+            ):
+                logits = model.classify(x) if hasattr(model, "classify") else model(x)
+            logits = logits.float()
             loss = criterion(logits, y)
             if not torch.isfinite(loss):
                 raise TrainingDivergedError(
@@ -693,7 +820,10 @@ def train(
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            epoch_lr = optimizer.param_groups[0]["lr"]
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             losses.append(loss.item() * y.shape[0])
             correct += int(((logits.detach() > 0).float() == y).sum())
             seen += y.shape[0]
@@ -702,6 +832,7 @@ def train(
             "epoch": epoch,
             "train_loss": sum(losses) / seen if seen else math.nan,
             "train_accuracy": correct / seen if seen else math.nan,
+            "lr": epoch_lr,
         }
         if val_ds is not None:
             pred = predict(
@@ -744,6 +875,7 @@ def train(
             best_epoch=best_epoch,
             best_val=_json_safe(best_val),
             best_score=best_score,
+            scheduler=scheduler.state_dict() if scheduler is not None else None,
             skipped=skipped,
             n_skipped=n_skipped,
             settings=settings,
@@ -752,6 +884,7 @@ def train(
         if callback is not None:
             callback(row)
 
+    model.to(memory_format=torch.contiguous_format)
     if best_epoch == 0:
         raise TrainingDataError(
             f"no epoch had a defined validation {select} (the readable validation images were "

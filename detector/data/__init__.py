@@ -33,6 +33,7 @@ from detector.data.synthetic import (
     FAKE_GROUPS,
     GROUPS,
     SyntheticDoF,
+    prerender,
     synthetic_split_bounds,
     write_synthetic,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "open_data",
     "parse_data_spec",
     "prepare_ffpp",
+    "prerender",
     "report_pairing",
     "split_videos",
     "synthetic_split_bounds",

@@ -333,3 +333,138 @@ def test_training_memory_scales_with_pixels_and_batch():
 def test_train_argument_errors(tmp_path, tiny, kwargs, match):
     with pytest.raises(ValueError, match=match):
         train(_model("rgb"), tiny[0], None, tmp_path, device="cpu", progress=False, **kwargs)
+
+
+def _onecycle_lr(step: int, total: int, max_lr: float) -> float:
+    """Closed form (float64) of the one-cycle rate after ``step`` optimizer steps.
+
+    Warm-up from ``max_lr / 25`` to ``max_lr`` over the first ``0.3 * total - 1``
+    steps, then a cosine down to ``max_lr / 25 / 1e4`` at step ``total - 1``
+    (the defaults of Smith & Topin's one-cycle policy as torch states them).
+    """
+    start, low = max_lr / 25.0, max_lr / 25.0 / 1e4
+    end_up, end_down = 0.3 * total - 1, total - 1
+
+    def cos(a, b, pct):
+        return b + (a - b) / 2.0 * (1.0 + math.cos(math.pi * pct))
+
+    if step <= end_up:
+        return cos(start, max_lr, step / end_up)
+    return cos(max_lr, low, (step - end_up) / (end_down - end_up))
+
+
+def test_onecycle_rates_follow_the_closed_form(tmp_path, tiny):
+    train_ds, val_ds = tiny  # 16 samples, batch 4: 4 steps an epoch, 20 in all
+    result = train(
+        _model(), train_ds, val_ds, tmp_path, epochs=5, batch_size=4, lr=2e-3, seed=0,
+        device="cpu", progress=False, schedule="onecycle",
+    )  # fmt: skip
+    got = [h["lr"] for h in result.history]  # the rate of each epoch's last step
+    want = [_onecycle_lr(4 * e - 1, 20, 2e-3) for e in range(1, 6)]
+    np.testing.assert_allclose(got, want, rtol=1e-9)
+    assert got[0] < got[1] > got[2] > got[3] > got[4] == pytest.approx(2e-3 / 25e4)
+    # a constant schedule keeps the rate
+    const = train(_model(), train_ds, None, tmp_path / "c", epochs=2, batch_size=8, lr=2e-3,
+                  seed=0, device="cpu", progress=False)  # fmt: skip
+    assert [h["lr"] for h in const.history] == [2e-3, 2e-3]
+
+
+def test_onecycle_resumes_exactly_and_refuses_other_epochs(tmp_path, tiny):
+    train_ds, val_ds = tiny
+    kw = dict(batch_size=8, lr=2e-3, seed=3, device="cpu", progress=False, schedule="onecycle")
+    train(_model(seed=0), train_ds, val_ds, tmp_path / "a", epochs=3, **kw)
+
+    # interrupted after epoch 1 of 3: simulated by a callback that stops the run
+    class Stop(Exception):
+        pass
+
+    def stop(row):
+        raise Stop
+
+    with pytest.raises(Stop):
+        train(_model(seed=0), train_ds, val_ds, tmp_path / "b", epochs=3, callback=stop, **kw)
+    resumed = train(_model(seed=99), train_ds, val_ds, tmp_path / "b", epochs=3, **kw)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    from detector.checkpoints import read_checkpoint
+
+    a = read_checkpoint(tmp_path / "a" / "last.pt").state_dict
+    b = read_checkpoint(tmp_path / "b" / "last.pt").state_dict
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=0, msg=k)
+    with pytest.raises(ValueError, match="one-cycle schedule of 6 steps"):
+        train(_model(seed=0), train_ds, val_ds, tmp_path / "a", epochs=4, **kw)
+
+
+def test_channels_last_trains_the_same_model(tmp_path, tiny):
+    train_ds, val_ds = tiny
+    kw = dict(epochs=2, batch_size=8, lr=1e-3, seed=1, device="cpu", progress=False)
+    plain_model, cl_model = _model(seed=0), _model(seed=0)
+    plain = train(plain_model, train_ds, val_ds, tmp_path / "a", **kw)
+    cl = train(cl_model, train_ds, val_ds, tmp_path / "b", channels_last=True, **kw)
+    # the same arithmetic in another memory layout: equal to float rounding
+    np.testing.assert_allclose(
+        [h["train_loss"] for h in cl.history], [h["train_loss"] for h in plain.history], rtol=1e-4
+    )
+    for (name, p), q in zip(plain_model.named_parameters(), cl_model.parameters(), strict=True):
+        torch.testing.assert_close(q, p, rtol=1e-3, atol=1e-4, msg=name)
+    # the model comes back in the default layout
+    assert all(p.is_contiguous() for p in cl_model.parameters())
+
+
+def test_precision_is_resolved_and_checked():
+    from detector.train import native_bfloat16, resolve_precision
+
+    assert resolve_precision("float32") == "float32"
+    assert resolve_precision("bfloat16") == "bfloat16"
+    assert resolve_precision("auto") == ("bfloat16" if native_bfloat16() else "float32")
+    with pytest.raises(ValueError, match="precision must be one of .* got 'half'"):
+        resolve_precision("half")
+    assert native_bfloat16("meta") is False
+
+
+@pytest.mark.skipif(
+    not __import__("detector.train", fromlist=["x"]).native_bfloat16(),
+    reason="this CPU has no native bfloat16",
+)
+def test_bfloat16_training_is_seeded_and_close_to_float32(tmp_path, tiny):
+    train_ds, val_ds = tiny
+    kw = dict(epochs=2, batch_size=8, lr=1e-3, seed=2, device="cpu", progress=False)
+    ref = train(_model(seed=0), train_ds, val_ds, tmp_path / "f32", **kw)
+    a = train(_model(seed=0), train_ds, val_ds, tmp_path / "a", precision="bfloat16", **kw)
+    b = train(_model(seed=0), train_ds, val_ds, tmp_path / "b", precision="bfloat16", **kw)
+    loss = lambda r: [h["train_loss"] for h in r.history]  # noqa: E731
+    assert loss(a) == loss(b)  # seeded: the same numbers run after run
+    assert loss(a) != loss(ref)  # autocast was on (bfloat16 rounds differently) ...
+    np.testing.assert_allclose(loss(a), loss(ref), rtol=0.05)  # ... to bfloat16's precision
+    assert (
+        json.loads((tmp_path / "a" / "metrics.json").read_text())["settings"]["precision"]
+        == "bfloat16"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"schedule": "cosine"}, "schedule must be one of"), ({"precision": "fp16"}, "precision")],
+)
+def test_schedule_and_precision_errors(tmp_path, tiny, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        train(_model("rgb"), tiny[0], None, tmp_path, device="cpu", progress=False, **kwargs)
+
+
+def test_the_fused_adam_update_is_adams_rule():
+    from detector.train import _adam
+
+    torch.manual_seed(0)
+    fused_model, loop_model = nn.Linear(5, 3), nn.Linear(5, 3)
+    loop_model.load_state_dict(fused_model.state_dict())
+    fused = _adam(fused_model, 1e-2, 1e-4, torch.device("cpu"))
+    loop = torch.optim.Adam(loop_model.parameters(), lr=1e-2, weight_decay=1e-4, foreach=False)
+    assert fused.defaults["fused"]
+    x = torch.randn(8, 5)
+    for _ in range(5):
+        for model, opt in ((fused_model, fused), (loop_model, loop)):
+            opt.zero_grad()
+            model(x).pow(2).sum().backward()
+            opt.step()
+    for p, q in zip(fused_model.parameters(), loop_model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
