@@ -51,7 +51,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -60,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.config import AnalysisConfig
+from defocus_forensics.headline import json_safe, write_summary_json
 from safeio import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -357,24 +357,8 @@ def _file_sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _finite(value: Any) -> Any:
-    """Turn NaN/inf floats into None so that the JSON stays standard."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        try:
-            return _finite(value.item())
-        except (ValueError, AttributeError):
-            return value
-    return value
-
-
 def _write_json(path: Path, obj: Any) -> None:
-    atomic_write_json(path, _finite(obj), default=str)
+    atomic_write_json(path, json_safe(obj), default=str)
 
 
 class _Stages:
@@ -778,9 +762,6 @@ def run_demo(config: DemoConfig | None = None, log: Callable[[str], None] | None
     analyse_outputs = [out / "summary.json", figures_dir / "figures_manifest.json"]
 
     def analyse():
-        from analysis.summary import write_summary
-        from defocus_forensics.headline import headline_numbers
-
         table, analyses = compute_analyses(
             cache,
             cfg,
@@ -790,17 +771,7 @@ def run_demo(config: DemoConfig | None = None, log: Callable[[str], None] | None
             sanity=sanity_dir if has_sanity else None,
             progress=config.progress,
         )
-        paths = write_summary(table, out / "summary")
-        headline = headline_numbers(analyses, test_metrics, cache=cache, config=cfg)
-        _write_json(
-            out / "summary.json",
-            {
-                "headline": headline,
-                "analysis_config": cfg.to_dict(),
-                "table": table.to_dict("records"),
-                "files": {k: str(v.relative_to(out)) for k, v in paths.items()},
-            },
-        )
+        write_summary_json(out, table, analyses, cache=cache, config=cfg, test_metrics=test_metrics)
         draw_figures(cache, figures_dir, config=cfg, analyses=analyses, progress=config.progress)
 
     stages.run(

@@ -24,6 +24,7 @@ __all__ = [
     "auc_with_ci",
     "headline_numbers",
     "headline_rows",
+    "json_safe",
     "sanity_entry",
     "write_summary_json",
 ]
@@ -539,17 +540,17 @@ def headline_rows(
     return rows
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """Turn NaN/inf floats into None and numpy scalars into Python ones (standard JSON)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
         try:
-            return _json_safe(value.item())
+            return json_safe(value.item())
         except (ValueError, AttributeError):
             return value
     return value
@@ -600,6 +601,6 @@ def write_summary_json(
         "table": table.to_dict("records"),
         "files": {k: str(Path(v).relative_to(out_dir)) for k, v in paths.items()},
     }
-    summary = _json_safe(summary)
+    summary = json_safe(summary)
     atomic_write_json(out_dir / "summary.json", summary, default=str)
     return summary
