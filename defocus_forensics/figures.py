@@ -290,50 +290,29 @@ def _alignment_hist(analyses, cache, options, style):
     )
 
 
-def _alignment_skill(analyses, cache, options, style):
-    from analysis.alignment import plot_alignment_skill
+def _plain(plot: str, analysis: str):
+    """Return a drawer that calls ``plot`` (``"module.function"``) on ``analyses[analysis]``.
 
-    return plot_alignment_skill(
-        analyses["alignment"], width=style.width, model_names=style.model_names
-    )
+    The plotting module is imported when the figure is drawn, not when this
+    module is imported.
+    """
 
+    def draw(analyses, cache, options, style):
+        import importlib
 
-def _alignment_paired(analyses, cache, options, style):
-    from analysis.comparison import plot_model_comparison
+        module, name = plot.rsplit(".", 1)
+        function = getattr(importlib.import_module(module), name)
+        return function(analyses[analysis], width=style.width, model_names=style.model_names)
 
-    return plot_model_comparison(
-        analyses["alignment"], width=style.width, model_names=style.model_names
-    )
-
-
-def _sanity(analyses, cache, options, style):
-    from analysis.sanity import plot_sanity_cascade
-
-    return plot_sanity_cascade(analyses["sanity"], width=style.width, model_names=style.model_names)
+    return draw
 
 
-def _alignment_null(analyses, cache, options, style):
-    from analysis.alignment import plot_permutation_null
-
-    return plot_permutation_null(
-        analyses["alignment"], width=style.width, model_names=style.model_names
-    )
-
-
-def _localisation_bars(analyses, cache, options, style):
-    from analysis.localisation import plot_localisation_bars
-
-    return plot_localisation_bars(
-        analyses["localisation"], width=style.width, model_names=style.model_names
-    )
-
-
-def _deletion(analyses, cache, options, style):
-    from analysis.localisation import plot_deletion_curves
-
-    return plot_deletion_curves(
-        analyses["localisation"], width=style.width, model_names=style.model_names
-    )
+_alignment_skill = _plain("analysis.alignment.plot_alignment_skill", "alignment")
+_alignment_paired = _plain("analysis.comparison.plot_model_comparison", "alignment")
+_sanity = _plain("analysis.sanity.plot_sanity_cascade", "sanity")
+_alignment_null = _plain("analysis.alignment.plot_permutation_null", "alignment")
+_localisation_bars = _plain("analysis.localisation.plot_localisation_bars", "localisation")
+_deletion = _plain("analysis.localisation.plot_deletion_curves", "localisation")
 
 
 def _gallery_stem(options: FigureOptions) -> str:
