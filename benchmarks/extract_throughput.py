@@ -26,6 +26,15 @@ load average; everything is written to ``runs/benchmarks/extract_throughput.json
                            folded, channels-last, stem shortcut) on precomputed inputs
     ``attr_shap``          attribution compute alone: ``shap.GradientExplainer`` calls on
                            the same precomputed inputs
+    ``floor_forward``      a lower bound, not a way to attribute: the forward passes alone
+                           (no gradient) over the same interpolation points, on our
+                           prepared models (batch norms folded, channels-last), in passes
+                           of the same size. Any method that evaluates the gradient at the
+                           same ``nsamples`` points pays at least this, so
+                           ``paper_nofig / floor_forward`` bounds every speed-up that keeps
+                           shap's sampling and float32 arithmetic
+    ``floor_forward_paper`` the same forward passes on the unmodified models, contiguous
+                           layout (what one forward costs in the paper's way)
 
     ``--configs BACKBONE:SIZE ...`` picks the models: the paper's backbone
     (``legacy_xception``; the paper runs 299 px) and the demo's (``resnet10t`` at 128).
@@ -82,7 +91,16 @@ def _dataset(n: int, size: int):
     return SyntheticDoF(n, size=max(32, size), seed=0)
 
 
-_WAYS = ("ours", "paper_nofig", "paper", "ours_stratified66", "attr_ours", "attr_shap")
+_WAYS = (
+    "ours",
+    "paper_nofig",
+    "paper",
+    "ours_stratified66",
+    "attr_ours",
+    "attr_shap",
+    "floor_forward",
+    "floor_forward_paper",
+)
 
 
 class _Logit:
@@ -140,6 +158,9 @@ def _figure1_way(way: str, n_images: int, backbone: str, size: int, nsamples: in
             t0 = time.perf_counter()
             extract(work, Path(tmp) / "c", d, r, cfg, background=bg, progress=False)
             return (time.perf_counter() - t0) / n_images
+
+    if way.startswith("floor"):
+        return _floor_forward(way, d, r, images, bg, work, nsamples)
 
     if way.startswith("attr"):
         # attribution compute alone, on the models' inputs computed beforehand
@@ -221,6 +242,60 @@ def _figure1_way(way: str, n_images: int, backbone: str, size: int, nsamples: in
         return (time.perf_counter() - t0) / n_images
 
 
+def _floor_forward(way, d, r, images, bg, work, nsamples) -> dict:
+    """Seconds per image of the forward passes alone over ``nsamples`` points per model.
+
+    The points are those of the job's ``shap-gradient`` explainer (the interpolations
+    ``t x + (1 - t) b`` of its draws), evaluated under ``torch.inference_mode`` in
+    passes of the explainer's size, on the prepared models (``floor_forward``) or the
+    unmodified ones in contiguous layout (``floor_forward_paper``). Returns
+    ``{"total", "defocus", "rgb"}``.
+    """
+    import torch
+
+    from cache.explainers import _balanced_passes
+    from cache.extract import ExtractConfig, _Job
+    from cache.sampling import draw_points
+
+    n_images = len(images)
+    inputs = {
+        "defocus": [d.model_input(images[i : i + 1]) for i in range(n_images)],
+        "rgb": [r.model_input(images[i : i + 1]) for i in range(n_images)],
+    }
+    bgs = {
+        k: torch.cat([m.model_input(bg[i : i + 1]) for i in range(len(bg))])
+        for k, m in (("defocus", d), ("rgb", r))
+    }
+    job = _Job(work, ROOT, d, r, ExtractConfig(nsamples=nsamples, n_background=10), bgs, [],
+               "cpu", 1)  # fmt: skip
+    job.prepare()
+    per_kind = {}
+    for kind, model in (("defocus", d), ("rgb", r)):
+        ex = job._explainers[kind]
+        if way == "floor_forward":
+            fmt, forward = ex._memory_format(), ex.forward
+        else:
+            fmt, forward = torch.contiguous_format, _Logit(model)
+        background = bgs[kind].contiguous(memory_format=fmt)
+        passes = _balanced_passes(nsamples, ex.points_per_pass)
+
+        def run(x, seed, ex=ex, fmt=fmt, forward=forward, background=background, passes=passes):
+            index, t, _ = draw_points("shap", nsamples, len(background), seed)
+            x = x.contiguous(memory_format=fmt)
+            with torch.inference_mode():
+                for sl in passes:
+                    tt = torch.from_numpy(t[sl]).float().reshape(-1, 1, 1, 1)
+                    points = tt * x + (1 - tt) * background[torch.from_numpy(index[sl])]
+                    forward(points.contiguous(memory_format=fmt))
+
+        run(inputs[kind][0], 0)  # warm-up
+        t0 = time.perf_counter()
+        for i, x in enumerate(inputs[kind]):
+            run(x, i + 1)
+        per_kind[kind] = (time.perf_counter() - t0) / n_images
+    return {"total": per_kind["defocus"] + per_kind["rgb"], **per_kind}
+
+
 def figure1(
     n_images: int, backbone: str, size: int, nsamples: int, rounds: int = 3, ways=_WAYS
 ) -> dict:
@@ -231,7 +306,7 @@ def figure1(
     its figure.
     """
     times: dict[str, list[float]] = {w: [] for w in ways}
-    per_model: dict[str, list[dict]] = {w: [] for w in ways if w.startswith("attr")}
+    per_model: dict[str, list[dict]] = {w: [] for w in ways if w.startswith(("attr", "floor"))}
     for _ in range(rounds):
         for way in ways:
             args = [way, str(n_images), backbone, str(size), str(nsamples)]
@@ -274,6 +349,41 @@ def figure1(
             out[f"speedup_attribution_alone_{kind}"] = shap_s / ours_s
     if "paper" in best and "ours" in best:
         out["speedup_vs_paper_with_figure"] = best["paper"] / best["ours"]
+    if "floor_forward" in best and "paper_nofig" in best:
+        out["flops_per_image"] = _flops(backbone, size)
+        # the gradient at a point costs 2 forwards' multiply-adds (counted): the bound
+        # with backward passes as fast per multiply-add as the best forward passes
+        ratio = min(v["ratio"] for v in out["flops_per_image"].values())
+        floor = best["floor_forward"]
+        out["bound_speedup_backward_free"] = best["paper_nofig"] / floor
+        out["bound_speedup_at_counted_flops"] = best["paper_nofig"] / (ratio * floor)
+        if "ours" in best:
+            out["ours_over_forward_floor"] = best["ours"] / floor
+    return out
+
+
+def _flops(backbone: str, size: int) -> dict:
+    """Count the FLOPs per image of a forward and of a forward + input gradient.
+
+    ``torch.utils.flop_counter.FlopCounterMode`` on each model of :func:`_models`, 4
+    images of ``size`` px, weights frozen (only the input's gradient is computed, as
+    the explainers do). Returns ``{kind: {"forward", "forward_backward", "ratio"}}``.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    out = {}
+    for kind, model in zip(("defocus", "rgb"), _models(backbone, size), strict=True):
+        model.requires_grad_(False)
+        x = model.model_input(torch.rand(4, 3, size, size)).detach()
+        with FlopCounterMode(display=False) as fwd, torch.no_grad():
+            model.classify(x)
+        x.requires_grad_(True)
+        with FlopCounterMode(display=False) as both:
+            torch.autograd.grad(model.classify(x).sum(), x)
+        f, fb = fwd.get_total_flops() / 4, both.get_total_flops() / 4
+        out[kind] = {"forward": f, "forward_backward": fb, "ratio": fb / f}
     return out
 
 
@@ -297,6 +407,17 @@ def _print_figure1(r: dict) -> None:
             f"{r['speedup_attribution_alone']:.2f}x (defocus model "
             f"{r['speedup_attribution_alone_defocus']:.2f}x, RGB model "
             f"{r['speedup_attribution_alone_rgb']:.2f}x)"
+        )
+    if "bound_speedup_backward_free" in r:
+        fl = r["flops_per_image"]
+        parts.append(
+            f"forward passes alone over the same points {t['floor_forward']:.3f} "
+            f"(unmodified models {t.get('floor_forward_paper', float('nan')):.3f}); "
+            f"a gradient counts {min(v['ratio'] for v in fl.values()):.2f}x a forward's "
+            f"FLOPs -> bound on any speed-up keeping these {r['nsamples']} points in float32: "
+            f"{r['bound_speedup_at_counted_flops']:.2f}x at the forward's FLOP rate, "
+            f"{r['bound_speedup_backward_free']:.2f}x were the backward free; ours = "
+            f"{r['ours_over_forward_floor']:.2f}x the forward floor"
         )
     if "paper" in t and "ours" in t:
         parts.append(
