@@ -283,7 +283,7 @@ def test_notebooks_give_the_report_s_numbers(demo_run):
 #: after replying: the window in which papermill's stock client shuts the kernel down (its
 #: interrupt then raises KeyboardInterrupt in the handler). Without it the window is a race
 #: (seen with two kernels on two busy cores); with it the line appears every time.
-_SLOW_KERNEL_INFO = '''\
+_SLOW_KERNEL_INFO = """\
 import inspect
 import time
 
@@ -299,7 +299,7 @@ async def slow_kernel_info(*args, **kwargs):
 
 
 kernel.shell_handlers["kernel_info_request"] = slow_kernel_info
-'''
+"""
 
 
 def _slow_shutdown_notebook(tmp_path):
@@ -311,7 +311,8 @@ def _slow_shutdown_notebook(tmp_path):
         nbformat.v4.new_code_cell(_SLOW_KERNEL_INFO),
         nbformat.v4.new_code_cell("print(x)"),
     ]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}  # fmt: skip
     path = tmp_path / "slow_shutdown.ipynb"
     nbformat.write(nb, str(path))
     return path
