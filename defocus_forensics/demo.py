@@ -19,7 +19,9 @@ pipeline on a laptop CPU:
 6. ``analyse``: every analysis (:func:`analysis.summary.summarise_cache`), the
    summary table, the headline numbers and every figure
    (:mod:`defocus_forensics.figures`);
-7. ``notebooks``: every notebook executed on the cache, with HTML renderings;
+7. ``notebooks``: every notebook executed on the cache, with HTML renderings; they read
+   only the cache and the sanity check, so they run in a background thread beside the
+   ``analyse`` stage (its stage time in ``run.json`` is its own, not the wait);
 8. ``report``: ``report.html``.
 
 The analyses, figures, notebooks and report of a run all use ONE
@@ -92,7 +94,8 @@ FULL: dict[str, Any] = dict(
     nsamples=16,
     n_background=10,
 )
-#: Settings of ``--quick`` (about 40 s on 2 CPU cores, most of it notebooks; used by the tests).
+#: Settings of ``--quick`` (about 30 s on 2 quiet CPU cores, most of it the analyses and the
+#: notebooks, which run side by side; used by the tests). docs/demo-speed.md, "The quick demo".
 QUICK: dict[str, Any] = dict(
     image_size=64,
     n_train=64,
@@ -232,7 +235,7 @@ class DemoConfig:
         (``config`` an AnalysisConfig dict). Not part of :meth:`settings`:
         changing them reruns only the analysis stages.
     notebooks : bool
-        Execute the notebooks (stage 6).
+        Execute the notebooks (stage 8).
     progress : bool
         Show progress bars and stage lines on stderr.
     """
@@ -407,6 +410,44 @@ class _Stages:
         self.log(f"[{i}/{len(_STAGES)}] {name}: {status} in {seconds:.1f} s")
         self.save()
         return value
+
+    def start(self, name: str, fn: Callable[[], Any], key: str | None = None) -> Callable[[], Any]:
+        """Start stage ``name`` in a background thread; return the call that waits for it.
+
+        The stage's time in run.json is its own (from its start to its end in the
+        thread), not the wait; the waiting call records it, logs the closing line
+        and returns ``fn``'s value, or raises its exception.
+        """
+        import threading
+
+        i = _STAGES.index(name) + 1
+        self.log(f"[{i}/{len(_STAGES)}] {name} ... (in the background)")
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            start = time.perf_counter()
+            try:
+                box["value"] = fn()
+            except BaseException as err:  # handed to the waiting thread
+                box["error"] = err
+            box["seconds"] = time.perf_counter() - start
+
+        thread = threading.Thread(target=work, name=f"demo-{name}", daemon=True)
+        thread.start()
+
+        def wait() -> Any:
+            thread.join()
+            if "error" in box:
+                raise box["error"]
+            seconds = box["seconds"]
+            self.record["stages"][name] = {"status": "done", "seconds": round(seconds, 2)}
+            if key is not None:
+                self.record["stages"][name]["key"] = key
+            self.log(f"[{i}/{len(_STAGES)}] {name}: done in {seconds:.1f} s")
+            self.save()
+            return box.get("value")
+
+        return wait
 
     def skip(self, name: str, why: str) -> None:
         self.record["stages"][name] = {"status": "skipped", "seconds": 0.0, "why": why}
@@ -761,6 +802,27 @@ def run_demo(config: DemoConfig | None = None, log: Callable[[str], None] | None
                         "analyse-v2"])  # fmt: skip
     analyse_outputs = [out / "summary.json", figures_dir / "figures_manifest.json"]
 
+    # 8 (started here). The notebooks read the cache and the sanity check only, never what
+    # the analyse stage writes: they run beside it (two kernels and the analyses share the
+    # cores; --quick: 26 s one after the other, about 18 s side by side)
+    nb_dir = out / "notebooks"
+    nb_wait = None
+    if config.notebooks:
+        sources = list_notebooks(NOTEBOOKS_DIR)
+        nb_params = {"analysis_config": cfg.to_dict()}
+        if has_sanity:
+            nb_params["sanity_path"] = str(sanity_dir)
+        nb_key = _sha([cache_sha, sanity_sha, nb_params,
+                       [(p.name, _file_sha(p)) for p in sources]])  # fmt: skip
+        nb_outputs = [nb_dir / f"{p.stem}.html" for p in sources]
+        nb_reused = stages.reusable("notebooks", nb_key, nb_outputs)
+
+        def run_notebooks():
+            return execute_all(cache_dir, nb_dir, nb_params, progress=config.progress, workers=2)
+
+        if not nb_reused:
+            nb_wait = stages.start("notebooks", run_notebooks, key=nb_key)
+
     def analyse():
         table, analyses = compute_analyses(
             cache,
@@ -774,30 +836,27 @@ def run_demo(config: DemoConfig | None = None, log: Callable[[str], None] | None
         write_summary_json(out, table, analyses, cache=cache, config=cfg, test_metrics=test_metrics)
         draw_figures(cache, figures_dir, config=cfg, analyses=analyses, progress=config.progress)
 
-    stages.run(
-        "analyse",
-        analyse,
-        key=analyse_key,
-        reused=stages.reusable("analyse", analyse_key, analyse_outputs),
-    )
+    try:
+        stages.run(
+            "analyse",
+            analyse,
+            key=analyse_key,
+            reused=stages.reusable("analyse", analyse_key, analyse_outputs),
+        )
+    except BaseException:
+        if nb_wait is not None:  # let the notebooks finish their atomic writes, then stop
+            try:
+                nb_wait()
+            except Exception as err:
+                logger.debug("notebooks failed after the analyse stage did: %s", err)
+        raise
     summary_json = json.loads((out / "summary.json").read_text())
 
     # 8. notebooks: the same AnalysisConfig, so they print the report's numbers ---------------
-    nb_dir = out / "notebooks"
-    if config.notebooks:
-        sources = list_notebooks(NOTEBOOKS_DIR)
-        nb_params = {"analysis_config": cfg.to_dict()}
-        if has_sanity:
-            nb_params["sanity_path"] = str(sanity_dir)
-        nb_key = _sha([cache_sha, sanity_sha, nb_params,
-                       [(p.name, _file_sha(p)) for p in sources]])  # fmt: skip
-        nb_outputs = [nb_dir / f"{p.stem}.html" for p in sources]
-        stages.run(
-            "notebooks",
-            lambda: execute_all(cache_dir, nb_dir, nb_params, progress=config.progress, workers=2),
-            key=nb_key,
-            reused=stages.reusable("notebooks", nb_key, nb_outputs),
-        )
+    if nb_wait is not None:
+        nb_wait()
+    elif config.notebooks:
+        stages.run("notebooks", run_notebooks, key=nb_key, reused=True)
     else:
         stages.skip("notebooks", "--no-notebooks")
 

@@ -371,6 +371,111 @@ class _MemoryIO:
             atomic_write_text(target, buf)
 
 
+#: papermill engine name of :func:`_engine` (registered on first use).
+ENGINE = "defocus-idle-shutdown"
+_engine_lock = threading.Lock()
+_engine_registered = False
+
+
+def _engine() -> str:
+    """Register (once) and name the papermill engine that shuts an idle kernel down.
+
+    papermill's own client ends a run by sending ``kernel_info_request`` and
+    waiting only for its *reply*; the kernel is then still inside that
+    request's handler, where ipykernel lets SIGINT raise ``KeyboardInterrupt``.
+    jupyter_client's ``shutdown_kernel`` begins with exactly such an interrupt,
+    so when it lands in that window (often, with two kernels on two busy
+    cores) the kernel logs ``[IPKernelApp] ERROR | KeyboardInterrupt caught in
+    kernel.`` on shutdown. This engine's client also waits for the kernel's
+    ``idle`` status of that request (published after the handler has restored
+    the idle SIGINT handler, which ignores the signal) before the shutdown.
+    Everything else is papermill's ``nbclient`` engine.
+
+    Returns
+    -------
+    str
+        The engine name to pass as ``engine_name``.
+    """
+    global _engine_registered
+    with _engine_lock:
+        if _engine_registered:
+            return ENGINE
+        from papermill.clientwrap import PapermillNotebookClient
+        from papermill.engines import NBClientEngine, papermill_engines
+        from papermill.engines import logger as papermill_logger
+
+        class IdleShutdownClient(PapermillNotebookClient):
+            """papermill's client, shutting the kernel down only once it is idle."""
+
+            def execute(self, **kwargs):
+                self.reset_execution_trackers()
+                with self.setup_kernel(**kwargs):
+                    self.papermill_execute_cells()
+                    msg_id = self.kc.kernel_info()
+                    info_msg = self.wait_for_reply(msg_id)
+                    self._wait_for_idle(msg_id)
+                    self.nb.metadata["language_info"] = info_msg["content"]["language_info"]
+                    self.set_widgets_metadata()
+                return self.nb
+
+            def _wait_for_idle(self, msg_id: str, timeout: float = 10.0) -> None:
+                """Read iopub until the kernel reports ``idle`` after request ``msg_id``."""
+                import asyncio
+                from queue import Empty
+
+                from nbclient.util import ensure_async, run_sync
+
+                async def wait() -> None:
+                    loop = asyncio.get_running_loop()
+                    deadline = loop.time() + timeout
+                    while (left := deadline - loop.time()) > 0:
+                        try:
+                            msg = await ensure_async(self.kc.iopub_channel.get_msg(timeout=left))
+                        except Empty:
+                            return  # a kernel that never says idle: shut it down anyway
+                        if (
+                            msg["parent_header"].get("msg_id") == msg_id
+                            and msg["msg_type"] == "status"
+                            and msg["content"].get("execution_state") == "idle"
+                        ):
+                            return
+
+                run_sync(wait)()
+
+        class IdleShutdownEngine(NBClientEngine):
+            """papermill's nbclient engine with :class:`IdleShutdownClient`."""
+
+            @classmethod
+            def execute_managed_notebook(
+                cls,
+                nb_man,
+                kernel_name,
+                log_output=False,
+                stdout_file=None,
+                stderr_file=None,
+                start_timeout=60,
+                execution_timeout=None,
+                **kwargs,
+            ):
+                for name in ("input_path", "timeout", "startup_timeout"):
+                    kwargs.pop(name, None)
+                return IdleShutdownClient(
+                    nb_man,
+                    timeout=execution_timeout,
+                    startup_timeout=start_timeout,
+                    kernel_name=kernel_name,
+                    log=papermill_logger,
+                    log_output=log_output,
+                    stdout_file=stdout_file,
+                    stderr_file=stderr_file,
+                    **kwargs,
+                ).execute()
+
+        papermill_engines.register(ENGINE, IdleShutdownEngine)
+        _engine_registered = True
+        return ENGINE
+
+
 def execute_notebook(
     source: str | Path,
     out_dir: str | Path,
@@ -433,6 +538,7 @@ def execute_notebook(
             memory_path,
             parameters=parameters,
             kernel_name=kernel_name,
+            engine_name=_engine(),
             progress_bar=False,
             # never papermill's ``cwd=``: it is a process-wide os.chdir, and with notebooks
             # run in threads one of them could leave the whole process in another folder;

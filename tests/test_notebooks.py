@@ -275,3 +275,70 @@ def test_notebooks_give_the_report_s_numbers(demo_run):
                        "skill_ci_high", "skill_p_signflip", "p_value"):  # fmt: skip
             a, b = _number(sel[metric]), _number(r[metric])
             assert a == b or (a != a and b != b), (r["group"], r["model"], metric, a, b)
+
+
+# ------------------------------------------------------------ kernel shutdown
+
+#: A last cell that keeps the kernel inside its next kernel_info_request handler for a second
+#: after replying: the window in which papermill's stock client shuts the kernel down (its
+#: interrupt then raises KeyboardInterrupt in the handler). Without it the window is a race
+#: (seen with two kernels on two busy cores); with it the line appears every time.
+_SLOW_KERNEL_INFO = """\
+import inspect
+import time
+
+kernel = get_ipython().kernel
+reply = kernel.shell_handlers["kernel_info_request"]
+
+
+async def slow_kernel_info(*args, **kwargs):
+    result = reply(*args, **kwargs)
+    if inspect.isawaitable(result):
+        await result
+    time.sleep(1.0)  # replied, still in the handler: SIGINT raises KeyboardInterrupt here
+
+
+kernel.shell_handlers["kernel_info_request"] = slow_kernel_info
+"""
+
+
+def _slow_shutdown_notebook(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(_SLOW_KERNEL_INFO),
+        nbformat.v4.new_code_cell("print(x)"),
+    ]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}  # fmt: skip
+    path = tmp_path / "slow_shutdown.ipynb"
+    nbformat.write(nb, str(path))
+    return path
+
+
+@pytest.mark.slow
+def test_kernel_shutdown_interrupts_no_handler(tmp_path, capfd):
+    """No ``KeyboardInterrupt caught in kernel`` on the kernel's stderr at shutdown.
+
+    The kernel inherits the test's stderr, so ``capfd`` sees its log. The stock
+    papermill engine on the same notebook shows the line (the cause); ours waits
+    for the kernel's idle status before shutting it down.
+    """
+    import papermill
+
+    from defocus_forensics.notebooks import execute_notebook
+
+    source = _slow_shutdown_notebook(tmp_path)
+    papermill.execute_notebook(
+        str(source), str(tmp_path / "stock.ipynb"), parameters={"x": 2}, kernel_name="python3",
+        progress_bar=False, extra_arguments=["--IPKernelApp.log_level=ERROR"],
+    )  # fmt: skip
+    stock = capfd.readouterr().err
+    executed = execute_notebook(source, tmp_path / "out", {"x": 3}, html=False)
+    ours = capfd.readouterr().err
+    assert "KeyboardInterrupt caught in kernel" in stock  # the window the test opens is real
+    assert "KeyboardInterrupt" not in ours, ours
+    outputs = json.loads(executed.ipynb.read_text())["cells"][-1]["outputs"]
+    assert "".join(outputs[0]["text"]) == "3\n"
