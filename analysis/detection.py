@@ -82,12 +82,12 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def _nll_terms(y: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """``-log p(y | z)`` per sample, from the logit (no clipping): ``softplus(-z)`` or ``softplus(z)``."""
+    """Return ``-log p(y | z)`` per sample from the logit: ``softplus(-z)`` or ``softplus(z)``."""
     return np.where(y == 1, np.logaddexp(0.0, -z), np.logaddexp(0.0, z))
 
 
 def _units(y: np.ndarray, clusters) -> tuple[np.ndarray, np.ndarray]:
-    """Unit code per sample, units = (cluster, label), numbered by first appearance.
+    """Return the unit code of each sample; units are ``(cluster, label)`` pairs in order seen.
 
     Returns
     -------
@@ -774,7 +774,7 @@ def plot_reliability(
     n_bins = detection.n_bins
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     with publication_style():
-        fig = figure(width, 3.2 if width == "double" else 2.0 + 1.2 * len(models))
+        fig = figure(width, 3.6 if width == "double" else 0.6 + 2.4 * len(models))
         if width == "double":
             grid = fig.add_gridspec(2, len(models), height_ratios=[3, 1])
             cells = [(grid[0, j], grid[1, j]) for j in range(len(models))]
@@ -782,7 +782,7 @@ def plot_reliability(
             grid = fig.add_gridspec(2 * len(models), 1, height_ratios=[3, 1] * len(models))
             cells = [(grid[2 * j, 0], grid[2 * j + 1, 0]) for j in range(len(models))]
         first_top = first_bottom = None
-        for j, (m, (top_cell, bottom_cell)) in enumerate(zip(models, cells)):
+        for j, (m, (top_cell, bottom_cell)) in enumerate(zip(models, cells, strict=True)):
             ax = fig.add_subplot(top_cell, sharex=first_top, sharey=first_top)
             hist = fig.add_subplot(bottom_cell, sharex=ax, sharey=first_bottom)
             first_top, first_bottom = first_top or ax, first_bottom or hist
@@ -809,11 +809,14 @@ def plot_reliability(
                         mec=color, mew=0.8, zorder=3)  # fmt: skip
                 handles.append(Line2D([], [], color=color, marker="D", ms=3, mfc="white", lw=0,
                                       label=f"temperature-scaled: ECE = {s.ece:.3f}"))  # fmt: skip
-            ax.legend(handles=handles, loc="upper left", fontsize=5.5, handlelength=1.2,
-                      frameon=False)  # fmt: skip
+            ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.01),
+                      fontsize=5.5, handlelength=1.2, frameon=False, borderaxespad=0.0,
+                      title=f"{model_name(m.model, model_names)} (n = {cal.n})",
+                      title_fontsize=7, alignment="left")  # fmt: skip
+            for line in ax.lines:
+                line.set_clip_on(False)  # points at 0 or 1 drawn whole
             ax.set_xlim(0, 1)
             ax.set_ylim(0, 1)
-            ax.set_title(f"{model_name(m.model, model_names)} (n = {cal.n})", fontsize=7)
             ax.tick_params(labelbottom=False)
             hist.bar(edges[:-1], np.where(cal.bin_count > 0, cal.bin_count, np.nan),
                      width=1.0 / n_bins, align="edge", color=color, edgecolor="white",

@@ -53,7 +53,7 @@ def _f(value) -> float | None:
 
 
 def _detection(analyses: dict, cache, config):
-    """The detection analysis of the run: ``analyses["detection"]``, else computed from ``cache``."""
+    """Return ``analyses["detection"]``, else the detection analysis computed from ``cache``."""
     det = analyses.get("detection")
     if det is None and cache is not None:
         from analysis.detection import detection_from_cache
@@ -341,7 +341,7 @@ _CALIBRATION_NAMES = {"ece": "ECE ({bins} bins)", "brier": "Brier score", "nll":
 
 
 def _calibration_rows(head: dict, kind: str, name: str, pct: str) -> list[dict[str, str]]:
-    """Rows ECE, Brier score and NLL of one model: before → after cross-fitted temperature scaling."""
+    """Rows ECE, Brier score, NLL of one model: before → after cross-fitted temperature scaling."""
     c = head.get(f"calibration_{kind}")
     if not isinstance(c, dict) or c.get("ece") is None:
         return []

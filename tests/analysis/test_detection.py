@@ -180,8 +180,10 @@ def _frames(rng, n_videos=30, frames=5):
 def test_video_scores_are_mean_probabilities(rng):
     y, z, video = _frames(rng)
     vs = video_scores(y, z, video)
-    ref = pd.DataFrame({"v": video, "p": expit(z), "y": y}).groupby("v").agg(
-        p=("p", "mean"), y=("y", "first"), n=("p", "size")
+    ref = (
+        pd.DataFrame({"v": video, "p": expit(z), "y": y})
+        .groupby("v")
+        .agg(p=("p", "mean"), y=("y", "first"), n=("p", "size"))
     )
     got = pd.DataFrame({"p": vs.score, "y": vs.label, "n": vs.n_frames}, index=vs.video)
     got = got.loc[ref.index]
@@ -332,6 +334,7 @@ def test_reliability_figure_without_logits_says_why(tmp_path):
     w.write_shard("real", {"id": ["a", "b"], "group": ["real"] * 2, "label": np.zeros(2, np.int8),
                            "pair_id": ["", ""]})  # fmt: skip
     manifest = draw_figures(open_cache(tmp_path / "cache"), tmp_path / "figs", config=FAST,
-                            only=["detection"], progress=False, formats=["png"], dpi=60)  # fmt: skip
+                            only=["detection"], progress=False, formats=["png"],
+                            dpi=60)  # fmt: skip
     why = manifest["figures"][0]["unavailable"]
     assert "the cache has no 'logit_defocus' field" in why and "--defocus-model" in why
