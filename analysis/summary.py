@@ -300,8 +300,52 @@ def _alignment_rows(al) -> list[dict]:
     return rows
 
 
+def _detection_rows(det) -> list[dict]:
+    """Rows of a DetectionAnalysis: AUCs, calibration before and after temperature scaling."""
+    rows = []
+    for m, d in det.models.items():
+        a = d.auc
+        note = _level_note(a.get("level", "frame"), a.get("n_units"))
+        for k in ("auc", "ci_low", "ci_high"):
+            rows.append(_row("detection", "all", m, f"frame_{k}", a.get(k), f"logit; {note}"))
+        if d.video_auc is not None:
+            v = d.video_auc
+            note = (f"mean probability per video; {v['n']} videos ({v['n_frames']} frames), each "
+                    "video one unit")  # fmt: skip
+            for k in ("auc", "ci_low", "ci_high"):
+                rows.append(_row("detection", "all", m, f"video_{k}", v.get(k), note))
+        else:
+            rows.append(_row("detection", "all", m, "video_auc", math.nan,
+                             f"n/a ({d.video_auc_reason})"))  # fmt: skip
+        for tag, cal in (("", d.calibration), ("scaled_", d.scaled)):
+            if cal is None:
+                rows.append(_row("detection", "all", m, "scaled_ece", math.nan,
+                                 f"n/a ({d.crossfit_reason})"))  # fmt: skip
+                continue
+            note = f"{cal.n_bins} equal-width bins; " + _level_note(cal.level, cal.n_units)
+            if tag:
+                t0, t1 = d.crossfit.temperatures
+                note = (f"cross-fitted temperature scaling (2 folds by {d.crossfit.split}, "
+                        f"T = {t0:.4g}, {t1:.4g}); {note}")  # fmt: skip
+            for k in ("ece", "brier", "nll"):
+                lo, hi = getattr(cal, f"{k}_ci")
+                rows.append(_row("detection", "all", m, f"{tag}{k}", getattr(cal, k), note))
+                rows.append(_row("detection", "all", m, f"{tag}{k}_ci_low", lo, note))
+                rows.append(_row("detection", "all", m, f"{tag}{k}_ci_high", hi, note))
+        if d.crossfit is not None:
+            for j, t in enumerate(d.crossfit.temperatures):
+                rows.append(_row("detection", "all", m, f"temperature_fold{j}", t,
+                                 f"fitted on fold {j}, applied to fold {1 - j}"))  # fmt: skip
+    for k, v in det.unavailable.items():
+        rows.append(_row("detection", "", k, "unavailable", math.nan, v))
+    return rows
+
+
 def summary_frames(analyses: dict, config=None) -> pd.DataFrame:
-    """Flatten analysis results (by name: masks, variance, alignment, localisation, embedding).
+    """Flatten analysis results into the long table, one number per row.
+
+    Analyses by name: masks, variance, alignment, localisation, embedding,
+    detection, sanity.
 
     Parameters
     ----------
@@ -376,6 +420,9 @@ def summary_frames(analyses: dict, config=None) -> pd.DataFrame:
                 rows.append(_row("embedding", "all", emb.field, f"{k}@{tag}", r[k]))
         for k, v in emb.unavailable.items():
             rows.append(_row("embedding", "", emb.field, "unavailable", math.nan, f"{k}: {v}"))
+    det = analyses.get("detection")
+    if det is not None:
+        rows += _detection_rows(det)
     sanity = analyses.get("sanity")
     if sanity is not None:
         # one SanityResult or a list of them (one per model, as read_sanity returns)
@@ -460,10 +507,12 @@ def summarise_cache(
     analyses : dict, only with ``return_analyses=True``
         ``{"masks": MaskAnalysis, "variance": VarianceAnalysis, "alignment":
         AlignmentAnalysis, "localisation": LocalisationAnalysis,
-        "embedding": EmbeddingAnalysis}`` (no "embedding" when disabled).
+        "embedding": EmbeddingAnalysis, "detection": DetectionAnalysis}``
+        (no "embedding" when disabled).
     """
     from analysis.alignment import AlignmentAccumulator
     from analysis.config import resolve_config
+    from analysis.detection import detection_from_cache
     from analysis.embedding import embedding_from_cache
     from analysis.localisation import LocalisationAccumulator, deletion_from_cache
     from analysis.masks import MaskAccumulator
@@ -506,6 +555,7 @@ def summarise_cache(
             n_per_class=cfg.n_per_class,
             seed=cfg.seed,
         )
+    analyses["detection"] = detection_from_cache(cache, cfg)
     df = summary_frames(analyses, config=cfg)
     df.attrs["config"] = cfg.to_dict()
     return (df, analyses) if return_analyses else df

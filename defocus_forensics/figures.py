@@ -29,6 +29,7 @@ Figure types (file stems):
 ``localisation_scores_by_model``          mass/rank accuracy, pointing game (ours)
 ``localisation_deletion_curves``          deletion curves vs random order (ours)
 ``sanity_randomisation_cascade``          attributions vs re-initialised models (ours)
+``detection_reliability_diagram``         calibration of each model's probabilities (ours)
 ========================================  ===========================================
 
 What is computed is set by ONE :class:`analysis.config.AnalysisConfig`
@@ -315,6 +316,15 @@ _localisation_bars = _plain("analysis.localisation.plot_localisation_bars", "loc
 _deletion = _plain("analysis.localisation.plot_deletion_curves", "localisation")
 
 
+def _reliability(analyses, cache, options, style):
+    from analysis.detection import detection_from_cache, plot_reliability
+
+    det = analyses.get("detection")
+    if det is None:  # analyses computed elsewhere (e.g. by hand): the cache's logits
+        det = detection_from_cache(cache, getattr(analyses.get("alignment"), "config", None))
+    return plot_reliability(det, width=style.width, model_names=style.model_names)
+
+
 def _gallery_stem(options: FigureOptions) -> str:
     return f"masks_binary_gallery_T{options.gallery_threshold:g}"
 
@@ -496,6 +506,19 @@ FIGURE_TYPES: tuple[FigureType, ...] = (
         _sanity,
         paper=False,
         needs=("sanity",),
+    ),
+    FigureType(
+        "detection_reliability_diagram",
+        "detection",
+        "Reliability diagram",
+        "Per model, the observed fraction of fakes against the mean predicted probability "
+        "sigmoid(logit) in 15 equal-width bins, with the diagonal of perfect calibration, the "
+        "samples per bin, the ECE, and the same after cross-fitted temperature scaling.",
+        ("label", "logit_defocus", "logit_rgb"),
+        ("analysis.detection.detection_from_cache", "analysis.detection.plot_reliability"),
+        _reliability,
+        paper=False,
+        required=("label",),
     ),
 )
 

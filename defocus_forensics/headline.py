@@ -2,7 +2,10 @@
 
 :func:`headline_numbers` picks, from the analyses of a cache (and the test
 metrics when the models were evaluated), the numbers a reader needs first:
-the test AUC of each model with its confidence interval, per fake group and
+the test AUC of each model with its confidence interval (frame-level, and
+video-level from the per-video mean probability when the cache names
+videos), the calibration of its probabilities (ECE, Brier score, NLL, before
+and after cross-fitted temperature scaling), per fake group and
 model the paper's raw alignment score beside its no-information floor and
 the skill, the paired defocus-vs-RGB difference on the same fakes, the
 local-variance tests (Kolmogorov-Smirnov and the paired test), and the
@@ -19,9 +22,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from analysis.detection import auc_with_ci
+
 __all__ = [
     "SKILL_LEGEND",
     "auc_with_ci",
+    "detection_entries",
     "headline_numbers",
     "headline_rows",
     "json_safe",
@@ -46,112 +52,54 @@ def _f(value) -> float | None:
     return out if math.isfinite(out) else None
 
 
-def auc_with_ci(
-    labels,
-    scores,
-    clusters=None,
-    n_boot: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """ROC AUC of ``scores`` for ``labels`` (1 = fake) with a stratified bootstrap interval.
+def _detection(analyses: dict, cache, config):
+    """Return ``analyses["detection"]``, else the detection analysis computed from ``cache``."""
+    det = analyses.get("detection")
+    if det is None and cache is not None:
+        from analysis.detection import detection_from_cache
 
-    Reals and fakes are resampled separately (each class keeps its size);
-    with ``clusters`` (e.g. videos) whole clusters are resampled within
-    their class, so near-duplicate frames of one video count once.
+        det = detection_from_cache(cache, config)
+    return det
 
-    Parameters
-    ----------
-    labels : array-like of int, shape (n_samples,)
-        0 real, 1 fake.
-    scores : array-like of float, shape (n_samples,)
-        Higher = more likely fake (e.g. the logit).
-    clusters : array-like of shape (n_samples,), optional
-        Cluster label per sample.
-    n_boot : int
-    confidence : float
-    seed : int
+
+def detection_entries(detection) -> dict[str, Any]:
+    """Headline entries of a :class:`analysis.detection.DetectionAnalysis`, per model.
 
     Returns
     -------
     dict
-        ``auc, ci_low, ci_high, n, n_real, n_fake, n_units, n_boot, confidence``
-        (None where undefined, e.g. one class only).
+        ``auc_<model>`` (frame-level AUC of the logits with its CI, ``level``
+        the unit resampled), ``video_auc_<model>`` (AUC of the per-video mean
+        probabilities, each video one unit; ``auc`` None and ``reason`` "no
+        video field" without videos), ``calibration_<model>`` (``ece, brier,
+        nll`` with ``*_ci_low, *_ci_high``, ``n_bins`` and the per-bin numbers)
+        and ``calibration_scaled_<model>`` (the same after cross-fitted
+        temperature scaling, with ``temperatures``, ``split``,
+        ``fold_units``, ``at_bound``; or ``reason``).
     """
-    import numpy as np
-    from scipy import stats
-
-    y = np.asarray(labels).astype(int).ravel()
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    keep = np.isfinite(s)
-    y, s = y[keep], s[keep]
-    c = None if clusters is None else np.asarray(clusters).ravel()[keep]
-    n1, n0 = int((y == 1).sum()), int((y == 0).sum())
-    out: dict[str, Any] = {
-        "auc": None, "ci_low": None, "ci_high": None, "n": int(y.size), "n_real": n0,
-        "n_fake": n1, "n_units": None, "n_boot": int(n_boot), "confidence": float(confidence),
-    }  # fmt: skip
-    if n1 == 0 or n0 == 0:
-        return out
-
-    def auc(yy: np.ndarray, ss: np.ndarray) -> np.ndarray:
-        """Mann-Whitney AUC per row of (B, n) arrays (ties counted half)."""
-        ranks = stats.rankdata(ss, axis=-1)
-        pos = (yy == 1).sum(axis=-1)
-        neg = yy.shape[-1] - pos
-        u = (ranks * (yy == 1)).sum(axis=-1) - pos * (pos + 1) / 2.0
-        return u / (pos * neg)
-
-    out["auc"] = float(auc(y[None], s[None])[0])
-    rng = np.random.default_rng(seed)
-    # indices per unit (a cluster, or a sample alone), per class
-    units: dict[int, list[np.ndarray]] = {0: [], 1: []}
-    if c is None:
-        for i in range(y.size):
-            units[int(y[i])].append(np.array([i]))
-    else:
-        for lab in (0, 1):
-            idx = np.flatnonzero(y == lab)
-            for u in dict.fromkeys(c[idx].tolist()):
-                units[lab].append(idx[c[idx] == u])
-    out["n_units"] = len(units[0]) + len(units[1])
-    boots = np.empty(n_boot)
-    for b in range(n_boot):
-        picked = []
-        for lab in (0, 1):
-            draw = rng.integers(0, len(units[lab]), len(units[lab]))
-            picked.extend(units[lab][k] for k in draw)
-        rows = np.concatenate(picked)
-        boots[b] = auc(y[rows][None], s[rows][None])[0]
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(boots, [alpha, 1.0 - alpha])
-    out["ci_low"], out["ci_high"] = float(lo), float(hi)
-    return out
-
-
-def _cache_aucs(cache, config) -> dict[str, dict]:
-    """AUC with CI of each model's cached test logits (video clusters when the cache has them)."""
-    out = {}
-    if cache is None or "label" not in cache.fields:
-        return out
-    use_video = config.unit == "video" and "video" in cache.fields
-    for kind in ("defocus", "rgb"):
-        field = f"logit_{kind}"
-        if field not in cache.fields:
-            continue
-        fields = ["id", "label", field] + (["video"] if use_video else [])
-        arrays = cache.arrays(fields)
-        clusters = None
-        if use_video:
-            from analysis.stats import cluster_labels
-
-            if (arrays["video"].astype(str) != "").any():
-                clusters = cluster_labels(arrays["video"], arrays["id"])
-        res = auc_with_ci(arrays["label"], arrays[field], clusters, n_boot=config.n_boot,
-                          confidence=config.confidence, seed=config.seed)  # fmt: skip
-        res["level"] = "video" if clusters is not None else "frame"
-        out[kind] = res
-    return out
+    head: dict[str, Any] = {}
+    if detection is None:
+        return head
+    for kind, m in detection.models.items():
+        head[f"auc_{kind}"] = dict(m.auc)
+        if m.video_auc is not None:
+            head[f"video_auc_{kind}"] = dict(m.video_auc)
+        else:
+            head[f"video_auc_{kind}"] = {"auc": None, "reason": m.video_auc_reason}
+        head[f"calibration_{kind}"] = m.calibration.to_dict()
+        if m.scaled is not None:
+            cf = m.crossfit
+            head[f"calibration_scaled_{kind}"] = {
+                **m.scaled.to_dict(),
+                "temperatures": [float(t) for t in cf.temperatures],
+                "split": cf.split,
+                "n_folds": 2,
+                "fold_units": list(cf.fold_units),
+                "at_bound": list(cf.at_bound),
+            }
+        else:
+            head[f"calibration_scaled_{kind}"] = {"ece": None, "reason": m.crossfit_reason}
+    return head
 
 
 def _p_floor(n_permutations, p_min, n_units, sides: int) -> float | None:
@@ -173,12 +121,13 @@ def headline_numbers(
     ----------
     analyses : dict
         As :func:`defocus_forensics.figures.compute_analyses` returns them
-        (``alignment``, ``variance``; ``sanity`` optional).
+        (``alignment``, ``variance``, ``detection``; ``sanity`` optional).
     test_metrics : dict, optional
         Per model (``"defocus"``, ``"rgb"``) the evaluation metrics (``auc``,
         ``accuracy``).
     cache : cache reader, optional
-        For the AUC of the cached test logits with its bootstrap interval.
+        For the detection numbers of the cached test logits when
+        ``analyses`` has no ``"detection"`` entry.
     config : AnalysisConfig or dict, optional
         The run's analysis settings (default: the alignment analysis's).
 
@@ -186,8 +135,9 @@ def headline_numbers(
     -------
     dict
         JSON-ready: ``test_auc_<model>``, ``test_accuracy_<model>`` (the
-        evaluation's); ``auc_<model>`` (AUC of the cached logits with
-        ``ci_low, ci_high, n, level``); ``alignment_<model>_<group>``
+        evaluation's); ``auc_<model>``, ``video_auc_<model>``,
+        ``calibration_<model>``, ``calibration_scaled_<model>`` (see
+        :func:`detection_entries`); ``alignment_<model>_<group>``
         (``mean, ci_low, ci_high, std, n, n_units, floor, skill_mean,
         skill_ci_low, skill_ci_high, skill_p, skill_p_wilcoxon,
         n_permutations, p_min, p_floor, null_p, null_n_permutations,
@@ -213,8 +163,7 @@ def headline_numbers(
         if test_metrics is not None:
             head[f"test_auc_{kind}"] = _f(m.get("auc"))
             head[f"test_accuracy_{kind}"] = _f(m.get("accuracy"))
-    for kind, res in _cache_aucs(cache, cfg).items():
-        head[f"auc_{kind}"] = res
+    head.update(detection_entries(_detection(analyses, cache, cfg)))
     levels = set()
     if align is not None and not align.summary.empty:
         for r in align.summary.to_dict("records"):
@@ -378,6 +327,58 @@ def _level(entry: dict, unit: str = "fakes") -> str:
     return f"frame-level: n = {entry.get('n')} {unit}, each independent"
 
 
+#: What each calibration number measures (one line, shown beside it).
+_CALIBRATION_MEASURES = {
+    "ece": "expected calibration error of sigmoid(logit): over {bins} equal-width bins of the "
+    "predicted probability, the share-weighted mean of |fraction of fakes - mean predicted "
+    "probability| (0 = calibrated)",
+    "brier": "Brier score: mean of (sigmoid(logit) - label)^2 (0 = perfect; 0.25 = always "
+    "saying 0.5)",
+    "nll": "negative log-likelihood: mean of -log of the probability given to the true label, "
+    "in nats (0 = perfect; ln 2 = 0.693 = always saying 0.5)",
+}
+_CALIBRATION_NAMES = {"ece": "ECE ({bins} bins)", "brier": "Brier score", "nll": "NLL"}
+
+
+def _calibration_rows(head: dict, kind: str, name: str, pct: str) -> list[dict[str, str]]:
+    """Rows ECE, Brier score, NLL of one model: before → after cross-fitted temperature scaling."""
+    c = head.get(f"calibration_{kind}")
+    if not isinstance(c, dict) or c.get("ece") is None:
+        return []
+    s = head.get(f"calibration_scaled_{kind}") or {}
+    bins = c.get("n_bins")
+    level = (
+        f"video-level: {c.get('n_units')} videos resampled"
+        if c.get("level") == "video"
+        else "frame-level"
+    )
+    if s.get("ece") is not None:
+        t0, t1 = s.get("temperatures") or (None, None)
+        scaled = (
+            f"after: temperature scaling cross-fitted over 2 folds split by {s.get('split')} "
+            "(T fitted on one fold by minimising the NLL, applied to the other)"
+        )
+    else:
+        scaled = f"no temperature scaling: {s.get('reason') or 'not computed'}"
+    rows = []
+    for key in ("ece", "brier", "nll"):
+        value = f"{_fmt(c[key])}{_ci(c.get(f'{key}_ci_low'), c.get(f'{key}_ci_high'))}"
+        if s.get(key) is not None:
+            value += (
+                f" → {_fmt(s[key])}{_ci(s.get(f'{key}_ci_low'), s.get(f'{key}_ci_high'))} "
+                "temperature-scaled"
+            )
+            if key == "ece":
+                value += f" (T = {_fmt(t0)}, {_fmt(t1)})"
+        rows.append({
+            "quantity": f"{_CALIBRATION_NAMES[key].format(bins=bins)}, {name}",
+            "value": value,
+            "measures": f"{_CALIBRATION_MEASURES[key].format(bins=bins)}; {scaled}; {pct} "
+            f"bootstrap CI, {c.get('n_real')} real and {c.get('n_fake')} fake images, {level}",
+        })  # fmt: skip
+    return rows
+
+
 def headline_rows(
     head: dict, model_names: dict | None = None, *, compact: bool = False
 ) -> list[dict[str, str]]:
@@ -396,7 +397,9 @@ def headline_rows(
     Returns
     -------
     list of dict
-        In reading order: test AUC, then per fake group the raw score with
+        In reading order: test AUC, video-level AUC, per model ECE, Brier
+        score and NLL (each before → after cross-fitted temperature
+        scaling), then per fake group the raw score with
         its floor, the skill, the paired difference, then the local-variance
         tests, then the randomisation check.
     """
@@ -433,6 +436,30 @@ def headline_rows(
             rows.append({"quantity": f"test AUC, {names[kind]}", "value": _fmt(ev),
                          "measures": "how well the model's logit ranks fakes above reals on "
                          "the test split (0.5 = chance, 1 = perfect)"})  # fmt: skip
+    for kind in ("defocus", "rgb"):
+        v = head.get(f"video_auc_{kind}")
+        if not isinstance(v, dict):
+            continue
+        if v.get("auc") is None:
+            reason = v.get("reason") or "one class only"
+            rows.append({
+                "quantity": f"video-level AUC, {names[kind]}",
+                "value": f"n/a ({reason})",
+                "measures": "AUC of per-video scores (mean probability of its frames); needs "
+                "the video of every frame: 'defocus prepare' of FaceForensics++ videos, or a "
+                "video column in an index CSV",
+            })  # fmt: skip
+            continue
+        rows.append({
+            "quantity": f"video-level AUC, {names[kind]}",
+            "value": f"{_fmt(v['auc'])}{_ci(v.get('ci_low'), v.get('ci_high'))}",
+            "measures": "how well each video's score, the mean of sigmoid(logit) over its "
+            "frames, ranks fake videos above real ones (the FaceForensics++ video-level "
+            f"protocol); {pct} stratified bootstrap CI, video-level: {v.get('n_real')} real and "
+            f"{v.get('n_fake')} fake videos ({v.get('n_frames')} frames), each video one unit",
+        })  # fmt: skip
+    for kind in ("defocus", "rgb"):
+        rows += _calibration_rows(head, kind, names[kind], pct)
     groups = list(
         dict.fromkeys(
             k.split("_", 2)[2] for k in head if k.startswith("alignment_") and k.count("_") >= 2

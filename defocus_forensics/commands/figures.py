@@ -18,8 +18,9 @@ attribution overlays, binary masks and the threshold sweep, local-variance
 pairs, the t-SNE perplexity sweep, alignment histograms (the paper's), and
 the mean-local-variance ECDF, the alignment skill (raw score beside its
 no-information floor), the paired defocus-vs-RGB comparison, the
-permutation null, localisation scores, deletion curves and the
-model-randomisation check (ours). Files are named for what they show
+permutation null, localisation scores, deletion curves, the
+model-randomisation check and the reliability diagram of each model's
+probabilities (ours). Files are named for what they show
 (e.g. masks_threshold_sweep.pdf); figures_manifest.json records each
 figure's caption, files, the cache fields and analysis functions it was
 drawn from, the analysis settings (analysis_config: one AnalysisConfig,
@@ -53,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--only", nargs="+", metavar="SECTION",
                         help="sections: attributions masks variance embedding alignment "
-                        "localisation sanity")  # fmt: skip
+                        "localisation sanity detection")  # fmt: skip
     parser.add_argument("--sanity", metavar="DIR",
                         help="folder of 'defocus sanity' (sanity.json) for the randomisation "
                         "check figure")  # fmt: skip

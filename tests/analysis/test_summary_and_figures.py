@@ -23,7 +23,8 @@ def test_summary_numbers_agree_with_the_modules(small_cache, tmp_path):
     c, _ = small_cache
     df, analyses = summarise_cache(c, **FAST, return_analyses=True)
     assert list(df.columns) == COLUMNS
-    assert set(analyses) == {"masks", "variance", "alignment", "localisation", "embedding"}
+    assert set(analyses) == {"masks", "variance", "alignment", "localisation", "embedding",
+                             "detection"}  # fmt: skip
     m = masks.masks_from_cache(c)
     ref = m.stats.set_index(["group", "threshold"]).loc[("pasted", 0.1), "mean"]
     assert _value(df, "masks", "pasted", "", "mean@T=0.1") == pytest.approx(ref)

@@ -88,12 +88,31 @@ def _check_summary_and_report(cache_dir, run_dir, capsys):
         # the headline AUC of the cached logits, recomputed with scikit-learn
         want = roc_auc_score(labels, cache.load(f"logit_{model}"))
         assert summary["headline"][f"auc_{model}"]["auc"] == pytest.approx(want, abs=1e-12)
+    if "video" in cache.fields:
+        # the video-level AUC: per-video mean probabilities, recomputed with pandas and sklearn
+        import pandas as pd
+        from scipy.special import expit
+
+        frame = pd.DataFrame(
+            {
+                "v": cache.load("video"),
+                "y": labels,
+                "p": expit(cache.load("logit_defocus").astype(np.float64)),
+            }
+        )
+        per_video = frame.groupby("v").mean()  # fmt: skip
+        want = roc_auc_score(per_video["y"], per_video["p"])
+        assert summary["headline"]["video_auc_defocus"]["auc"] == pytest.approx(want, abs=1e-12)
+    else:
+        assert summary["headline"]["video_auc_defocus"]["reason"] == "no video field"
+    assert summary["headline"]["calibration_rgb"]["n_bins"] == 15
     assert summary["analysis_config"]["n_permutations"] == 10
     assert (run_dir / "figures" / summary["files"]["csv"]).is_file()
     _run(["report", "--run", str(run_dir)], capsys)
     html = (run_dir / "report.html").read_text()
     assert "no summary.json in this run" not in html
     assert f"{summary['headline']['auc_defocus']['auc']:.3f}" in html
+    assert "video-level AUC, defocus model" in html and "ECE (15 bins), RGB model" in html
     assert "sanity_defocus" in summary["headline"] and "sanity_rgb" in summary["headline"]
 
 
