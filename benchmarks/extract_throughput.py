@@ -164,14 +164,7 @@ def _figure1_way(way: str, n_images: int, backbone: str, size: int, nsamples: in
 
     if way.startswith("attr"):
         # attribution compute alone, on the models' inputs computed beforehand
-        inputs = {
-            "defocus": [d.model_input(images[i : i + 1]) for i in range(n_images)],
-            "rgb": [r.model_input(images[i : i + 1]) for i in range(n_images)],
-        }
-        bgs = {
-            k: torch.cat([m.model_input(bg[i : i + 1]) for i in range(len(bg))])
-            for k, m in (("defocus", d), ("rgb", r))
-        }
+        inputs, bgs = _model_inputs(d, r, images, bg)
         ids = [f"img{i}" for i in range(n_images)]
         if way == "attr_ours":
             from cache.extract import _Job
@@ -242,6 +235,16 @@ def _figure1_way(way: str, n_images: int, backbone: str, size: int, nsamples: in
         return (time.perf_counter() - t0) / n_images
 
 
+def _model_inputs(d, r, images, bg):
+    """Each model's input per image (lists of ``(1, C, S, S)``) and its background batch."""
+    import torch
+
+    pairs = (("defocus", d), ("rgb", r))
+    inputs = {k: [m.model_input(images[i : i + 1]) for i in range(len(images))] for k, m in pairs}
+    bgs = {k: torch.cat([m.model_input(bg[i : i + 1]) for i in range(len(bg))]) for k, m in pairs}
+    return inputs, bgs
+
+
 def _floor_forward(way, d, r, images, bg, work, nsamples) -> dict:
     """Seconds per image of the forward passes alone over ``nsamples`` points per model.
 
@@ -258,14 +261,7 @@ def _floor_forward(way, d, r, images, bg, work, nsamples) -> dict:
     from cache.sampling import draw_points
 
     n_images = len(images)
-    inputs = {
-        "defocus": [d.model_input(images[i : i + 1]) for i in range(n_images)],
-        "rgb": [r.model_input(images[i : i + 1]) for i in range(n_images)],
-    }
-    bgs = {
-        k: torch.cat([m.model_input(bg[i : i + 1]) for i in range(len(bg))])
-        for k, m in (("defocus", d), ("rgb", r))
-    }
+    inputs, bgs = _model_inputs(d, r, images, bg)
     job = _Job(work, ROOT, d, r, ExtractConfig(nsamples=nsamples, n_background=10), bgs, [],
                "cpu", 1)  # fmt: skip
     job.prepare()
